@@ -1,0 +1,1 @@
+"""DataStorage: the system of record for audit events and the remediation workflow catalog."""

@@ -1,0 +1,211 @@
+"""create_app(settings) → Starlette: routes of both surfaces, and a lifespan that wires the parts."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from datastorage.observability.http import HttpMetricsMiddleware
+from datastorage.observability.metrics import Metrics
+from datastorage.persistence import database, migrations, redis_store
+from datastorage.persistence.audit_events import ChainHasher
+from datastorage.persistence.partitions import PartitionMaintainer
+from datastorage.persistence.writer import GroupCommitWriter, WriterConfig
+from datastorage.resolvers.context import Context, Services, hints_from_traceparent, rules_from
+from datastorage.rest_compat import audit as rest_audit
+from datastorage.rest_compat import health as rest_health
+from datastorage.rest_compat.problems import problem
+from datastorage.schema import build_schema
+from datastorage.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our typed per-request context."""
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        services: Services = request.app.state.services
+        return Context(
+            services=services, hints=hints_from_traceparent(request.headers.get("traceparent"))
+        )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The service as an ASGI app; nothing connects until the lifespan starts."""
+    if not settings.database.url:
+        raise SettingsError(
+            "DATASTORAGE_DATABASE_URL: required to create the app (serve starts an embedded one)"
+        )
+    metrics = Metrics()
+    schema = build_schema(settings)
+    view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
+    routes: list[BaseRoute] = [
+        *rest_audit.routes(),
+        *rest_health.routes(),
+        Route("/graphql", view),
+        WebSocketRoute("/graphql", view),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=_lifespan(settings, metrics),
+        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _internal_error},
+    )
+    app.state.settings = settings
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics, routes=routes)
+    return app
+
+
+def _lifespan(settings: Settings, metrics: Metrics) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services, maintainer = await _start(settings, metrics)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await _stop(services, maintainer)
+
+    return lifespan
+
+
+async def _start(settings: Settings, metrics: Metrics) -> tuple[Services, PartitionMaintainer]:
+    db_settings = settings.database
+    assert db_settings.url is not None
+    db = await database.open_database(
+        db_settings.url,
+        db_settings.read_url,
+        size=db_settings.pool_size,
+        statement_timeout_ms=db_settings.statement_timeout_ms,
+        connect_timeout_s=db_settings.connect_timeout_s,
+    )
+    pending = await _migrate(db, auto=db_settings.auto_migrate)
+    maintainer = PartitionMaintainer(
+        db.pool,
+        backfill_days=settings.audit.backfill_days,
+        months_ahead=settings.audit.partitions_ahead,
+        interval_s=settings.audit.partition_check_interval_s,
+        on_checked=metrics.partitions_ahead.set,
+    )
+    if not pending:
+        await maintainer.run_once()
+    maintainer.start()
+    writer = GroupCommitWriter(
+        db.pool,
+        ChainHasher(settings.audit.hash_key.encode() if settings.audit.hash_key else None),
+        _writer_config(settings),
+        metrics,
+        repair=lambda: _repair(maintainer),
+    )
+    writer.start()
+    metrics.watch(metrics.writer_queue_depth, lambda: writer.queued)
+    metrics.watch(metrics.db_pool_size, lambda: db.size)
+    metrics.watch(metrics.db_pool_in_use, lambda: db.in_use)
+    services = Services(
+        settings=settings,
+        database=db,
+        writer=writer,
+        metrics=metrics,
+        rules=rules_from(settings),
+        started_at=time.monotonic(),
+        redis=redis_store.open_redis(settings.redis.url) if settings.redis.url else None,
+        migrations_pending=pending,
+    )
+    return services, maintainer
+
+
+async def _migrate(db: database.Database, *, auto: bool) -> bool:
+    """Apply migrations when `auto`; returns whether some are still pending."""
+    async with db.pool.acquire() as connection:
+        if auto:
+            applied = await migrations.migrate(connection)
+            if applied:
+                log.info(
+                    "applied migrations %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+                )
+            return False
+        return bool(await migrations.pending_migrations(connection))
+
+
+async def _repair(maintainer: PartitionMaintainer) -> None:
+    await maintainer.run_once()
+
+
+def _writer_config(settings: Settings) -> WriterConfig:
+    writer = settings.writer
+    return WriterConfig(
+        max_batch=writer.max_batch,
+        max_wait_s=writer.max_wait_ms / 1000,
+        queue_max=writer.queue_max,
+        flushers=writer.flushers,
+        enqueue_timeout_s=writer.enqueue_timeout_s,
+        retry_after_s=writer.retry_after_s,
+    )
+
+
+async def _stop(services: Services, maintainer: PartitionMaintainer) -> None:
+    # Every step runs even if an earlier one failed.
+    services.shutting_down = True
+    steps = [
+        ("flush the writer", services.writer.close()),
+        ("stop partition maintenance", maintainer.stop()),
+        ("close Redis", redis_store.close(services.redis) if services.redis else _nothing()),
+        ("close PostgreSQL pools", services.database.close()),
+    ]
+    for name, step in steps:
+        try:
+            await step
+        except Exception:
+            log.exception("shutdown step failed: %s", name)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _base_uri(request: Request) -> str:
+    settings: Settings = request.app.state.settings
+    return settings.service.problem_base_uri
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem(
+        _base_uri(request),
+        "not-found",
+        f"no route for {request.url.path}",
+        instance=request.url.path,
+    )
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    response = problem(
+        _base_uri(request),
+        "invalid-request",
+        f"{request.method} is not allowed here",
+        instance=request.url.path,
+    )
+    response.status_code = 405
+    return response
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Never driver text or a stack trace in a response; the log has the details.
+    log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return problem(
+        _base_uri(request),
+        "internal-error",
+        "an internal error occurred",
+        instance=request.url.path,
+    )

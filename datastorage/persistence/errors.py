@@ -1,0 +1,40 @@
+"""Errors the persistence layer raises instead of driver exceptions."""
+
+from __future__ import annotations
+
+
+class PersistenceError(Exception):
+    """Base of persistence failures; messages are safe to log, never sent to clients verbatim."""
+
+
+class TransientDatabaseError(PersistenceError):
+    """PostgreSQL cannot take the write now (down, restarting, overloaded); a retry may succeed."""
+
+
+class PermanentDataError(PersistenceError):
+    """PostgreSQL rejected the data itself; retrying or queueing the same data cannot succeed."""
+
+    def __init__(self, message: str, sqlstate: str = "") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class MigrationError(PersistenceError):
+    """The schema cannot be brought up to date (e.g. an applied migration was edited)."""
+
+
+class WriteRejected(PersistenceError):
+    """PostgreSQL refused a request's events for a reason in the data; nothing of it was stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WriteUnavailable(PersistenceError):
+    """The write could not be stored nor queued; nothing was acknowledged, the caller may retry."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after

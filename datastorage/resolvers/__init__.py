@@ -1,0 +1,1 @@
+"""Use cases shared by both surfaces: plain async functions taking a typed Context."""

@@ -1,0 +1,64 @@
+"""The typed context every resolver takes: app-wide services plus what the request tells."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from datastorage.observability.metrics import Metrics
+from datastorage.persistence.database import Database
+from datastorage.persistence.redis_store import Redis
+from datastorage.persistence.writer import GroupCommitWriter
+from datastorage.resolvers.validation import EventRules, RequestHints
+from datastorage.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    """Built once by create_app and shared by every request."""
+
+    settings: Settings
+    database: Database
+    writer: GroupCommitWriter
+    metrics: Metrics
+    rules: EventRules
+    started_at: float
+    redis: Redis | None = None
+    shutting_down: bool = False
+    migrations_pending: bool = False
+
+
+@dataclass(slots=True)
+class Context:
+    """One request's view: the services, its trace hints, and its per-request loaders."""
+
+    services: Services
+    hints: RequestHints = field(default_factory=RequestHints)
+    loaders: dict[str, Any] = field(default_factory=dict)
+
+
+def rules_from(settings: Settings) -> EventRules:
+    """The configurable validation rules."""
+    return EventRules(
+        categories=frozenset(settings.audit.categories),
+        backfill=dt.timedelta(days=settings.audit.backfill_days),
+        future_skew=dt.timedelta(minutes=settings.audit.future_skew_minutes),
+    )
+
+
+def hints_from_traceparent(traceparent: str | None) -> RequestHints:
+    """Trace and span ids from a W3C `traceparent` header (version-traceid-spanid-flags)."""
+    if not traceparent:
+        return RequestHints()
+    parts = traceparent.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return RequestHints()
+    trace_id, span_id = parts[1].lower(), parts[2].lower()
+    if not _is_hex(trace_id) or not _is_hex(span_id) or set(trace_id) == {"0"}:
+        return RequestHints()
+    return RequestHints(trace_id=trace_id, span_id=span_id)
+
+
+def _is_hex(text: str) -> bool:
+    return all(char in "0123456789abcdef" for char in text)

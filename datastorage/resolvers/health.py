@@ -1,0 +1,67 @@
+"""Health, readiness and liveness: what probes and operators see."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from datastorage.persistence import database, redis_store
+from datastorage.resolvers.context import Services
+
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reason: str | None = None
+
+
+async def readiness(services: Services) -> Readiness:
+    """Ready unless shutting down, PostgreSQL is unreachable, or migrations are pending.
+
+    Redis down alone keeps the service ready: PostgreSQL writes still work.
+    """
+    if services.shutting_down:
+        return Readiness(False, "shutting_down")
+    if services.migrations_pending:
+        return Readiness(False, "migrations_pending")
+    if not await database.ping(services.database):
+        return Readiness(False, "database_unreachable")
+    return Readiness(True)
+
+
+async def health(services: Services) -> tuple[bool, dict[str, Any]]:
+    """(healthy, body): healthy when PostgreSQL answers; Redis down shows as degraded."""
+    db = services.database
+    postgres_up = await database.ping(db)
+    redis_status = "not_configured"
+    if services.redis is not None:
+        redis_status = "up" if await redis_store.ping(services.redis) else "down"
+    if not postgres_up or services.shutting_down:
+        status = "unhealthy"
+    elif redis_status == "down":
+        status = "degraded"
+    else:
+        status = "healthy"
+    body = {
+        "status": status,
+        "components": {
+            "postgresql": {
+                "status": "up" if postgres_up else "down",
+                "pool_in_use": db.in_use,
+                "pool_size": db.size,
+            },
+            "redis": {
+                "status": redis_status,
+                "dlq_depth": 0,
+                "dlq_max": services.settings.dlq.max_len,
+                "dlq_capacity_ratio": 0.0,
+            },
+            "writer": {"queued": services.writer.queued},
+        },
+        "version": VERSION,
+        "uptime_seconds": round(time.monotonic() - services.started_at, 3),
+    }
+    return status != "unhealthy", body

@@ -1,0 +1,366 @@
+"""Audit event validation: one pure function shared by REST and GraphQL, every rule named.
+
+A request body is a JSON object with the legacy field names; the result is a `NewAuditEvent` or a
+`ValidationFailed` whose `field_errors` names each broken field and its rule. Nothing here touches
+the database (the parent-event check lives in the resolver).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import uuid_utils.compat as uuid_utils
+
+from datastorage.domain import EventOutcome, NewAuditEvent
+from datastorage.resolvers.errors import BatchTooLarge, InvalidRequest, ValidationFailed
+
+EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+EVENT_DATA_MAX_BYTES = 262_144
+EVENT_DATA_MAX_DEPTH = 10
+ERROR_MESSAGE_MAX_BYTES = 4096
+RETENTION_DAYS_DEFAULT = 2555
+INT64_MAX = 2**63 - 1
+OUTCOMES = tuple(outcome.value for outcome in EventOutcome)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """The configurable part of the rules."""
+
+    categories: frozenset[str]
+    backfill: dt.timedelta
+    future_skew: dt.timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHints:
+    """What the request itself tells about an event: the W3C trace context, the caller."""
+
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+class _Errors:
+    """Collects every broken rule of one event so the caller can fix them all at once."""
+
+    __slots__ = ("found", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.found: dict[str, str] = {}
+
+    def add(self, field: str, rule: str) -> None:
+        self.found.setdefault(self.prefix + field, rule)
+
+
+def validate_event(
+    body: Any,
+    rules: EventRules,
+    hints: RequestHints = RequestHints(),
+    *,
+    now: dt.datetime | None = None,
+    prefix: str = "",
+) -> NewAuditEvent:
+    """Check one event body against every rule; raise `ValidationFailed` naming each broken one."""
+    if not isinstance(body, Mapping):
+        raise ValidationFailed({prefix.rstrip(".") or "body": "must be a JSON object"})
+    errors = _Errors(prefix)
+    text = _TextReader(body, errors)
+    event_id = _uuid(body, "event_id", errors) or uuid_utils.uuid7()
+    category = text.required("event_category", 50)
+    if category is not None and category not in rules.categories:
+        errors.add("event_category", f"must be one of the configured categories, got {category!r}")
+    event_type = text.required("event_type", 100)
+    if event_type is not None and not EVENT_TYPE_PATTERN.match(event_type):
+        errors.add(
+            "event_type", "must match ^[a-z0-9_]+(\\.[a-z0-9_]+)+$ (e.g. gateway.signal.received)"
+        )
+    outcome = text.required("event_outcome", 50)
+    if outcome is not None and outcome not in OUTCOMES:
+        errors.add("event_outcome", f"must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    correlation_id = text.required("correlation_id", 255)
+    timestamp = _timestamp(body, rules, errors, now or dt.datetime.now(dt.UTC))
+    cluster = _cluster(text)
+    event_data_json = _event_data(body, errors)
+    fallback_category = category or ""
+    event = NewAuditEvent(
+        event_id=event_id,
+        event_version=text.required("version", 20) or "",
+        event_type=event_type or "",
+        event_timestamp=timestamp or _EPOCH,
+        event_category=fallback_category,
+        event_action=text.required("event_action", 50) or "",
+        event_outcome=outcome or "",
+        actor_type=text.optional("actor_type", 50) or "service",
+        actor_id=text.optional("actor_id", 255) or f"{fallback_category}-service",
+        actor_ip=_ip(body, errors),
+        resource_type=text.optional("resource_type", 100) or fallback_category,
+        resource_id=text.optional("resource_id", 255) or (correlation_id or ""),
+        resource_name=text.optional("resource_name", 255),
+        correlation_id=correlation_id or "",
+        parent_event_id=_uuid(body, "parent_event_id", errors),
+        namespace=text.optional("namespace", 253),
+        cluster_name=cluster,
+        severity=text.optional("severity", 20),
+        duration_ms=_integer(body, "duration_ms", 0, INT64_MAX, None, errors),
+        error_code=text.optional("error_code", 50),
+        error_message=text.optional("error_message", ERROR_MESSAGE_MAX_BYTES, in_bytes=True),
+        retention_days=_integer(body, "retention_days", 1, 2555, RETENTION_DAYS_DEFAULT, errors)
+        or RETENTION_DAYS_DEFAULT,
+        is_sensitive=_boolean(body, "is_sensitive", errors),
+        event_data_json=event_data_json or "{}",
+        trace_id=text.optional("trace_id", 64) or hints.trace_id,
+        span_id=text.optional("span_id", 32) or hints.span_id,
+    )
+    if errors.found:
+        raise ValidationFailed(errors.found)
+    return event
+
+
+def validate_batch(
+    body: Any, rules: EventRules, hints: RequestHints, *, max_size: int
+) -> list[NewAuditEvent]:
+    """Validate every item of a batch; errors are keyed `[i].field` and nothing is written."""
+    if not isinstance(body, list):
+        raise InvalidRequest("the batch body must be a JSON array of events")
+    if not body:
+        raise InvalidRequest("the batch must contain at least one event")
+    if len(body) > max_size:
+        raise BatchTooLarge(f"the batch holds {len(body)} events; the limit is {max_size}")
+    now = dt.datetime.now(dt.UTC)
+    events: list[NewAuditEvent] = []
+    field_errors: dict[str, str] = {}
+    for index, item in enumerate(body):
+        try:
+            events.append(validate_event(item, rules, hints, now=now, prefix=f"[{index}]."))
+        except ValidationFailed as failed:
+            field_errors.update(failed.field_errors)
+    if field_errors:
+        raise ValidationFailed(field_errors)
+    _reject_repeated_ids(events)
+    return events
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class _TextReader:
+    """Reads string fields: absent or null is allowed for optional ones, never a wrong type."""
+
+    __slots__ = ("body", "errors")
+
+    def __init__(self, body: Mapping[str, Any], errors: _Errors) -> None:
+        self.body = body
+        self.errors = errors
+
+    def required(self, field: str, max_len: int) -> str | None:
+        value = self.body.get(field)
+        if value is None or value == "":
+            self.errors.add(field, "is required")
+            return None
+        return self._checked(field, value, max_len, in_bytes=False)
+
+    def optional(self, field: str, max_len: int, *, in_bytes: bool = False) -> str | None:
+        value = self.body.get(field)
+        if value is None:
+            return None
+        return self._checked(field, value, max_len, in_bytes=in_bytes)
+
+    def _checked(self, field: str, value: Any, max_len: int, *, in_bytes: bool) -> str | None:
+        if not isinstance(value, str):
+            self.errors.add(field, f"must be a string, got {_json_type(value)}")
+            return None
+        size = len(value.encode()) if in_bytes else len(value)
+        if size > max_len:
+            unit = "bytes" if in_bytes else "characters"
+            self.errors.add(field, f"must be at most {max_len} {unit}, got {size}")
+            return None
+        if "\x00" in value:
+            self.errors.add(field, "must not contain NUL characters")
+            return None
+        return value
+
+
+def _cluster(text: _TextReader) -> str | None:
+    name = text.optional("cluster_name", 255)
+    alias = text.optional("cluster_id", 255)
+    if name is not None and alias is not None and name != alias:
+        text.errors.add(
+            "cluster_id", "must equal cluster_name when both are given (they are synonyms)"
+        )
+    return name if name is not None else alias
+
+
+def _timestamp(
+    body: Mapping[str, Any], rules: EventRules, errors: _Errors, now: dt.datetime
+) -> dt.datetime | None:
+    raw = body.get("event_timestamp")
+    if raw is None or raw == "":
+        errors.add("event_timestamp", "is required")
+        return None
+    parsed = parse_rfc3339(raw)
+    if parsed is None:
+        errors.add("event_timestamp", "must be an RFC 3339 date-time with a timezone offset")
+        return None
+    if parsed > now + rules.future_skew:
+        minutes = int(rules.future_skew.total_seconds() // 60)
+        errors.add("event_timestamp", f"must not be more than {minutes} minutes in the future")
+        return None
+    if parsed < now - rules.backfill:
+        errors.add(
+            "event_timestamp",
+            f"must not be older than {rules.backfill.days} days (backfill window)",
+        )
+        return None
+    return parsed
+
+
+def parse_rfc3339(raw: Any) -> dt.datetime | None:
+    """An aware datetime in UTC, or None when `raw` is not an RFC 3339 date-time with an offset."""
+    if not isinstance(raw, str) or len(raw) < 20 or raw[10] not in "Tt ":
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(dt.UTC)
+
+
+def _uuid(body: Mapping[str, Any], field: str, errors: _Errors) -> uuid.UUID | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    errors.add(field, f"must be a UUID, got {_preview(value)}")
+    return None
+
+
+def _ip(body: Mapping[str, Any], errors: _Errors) -> str | None:
+    value = body.get("actor_ip")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+    errors.add("actor_ip", f"must be an IPv4 or IPv6 address, got {_preview(value)}")
+    return None
+
+
+def _integer(
+    body: Mapping[str, Any], field: str, low: int, high: int, default: int | None, errors: _Errors
+) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.add(field, f"must be an integer, got {_json_type(value)}")
+        return default
+    if not low <= value <= high:
+        errors.add(field, f"must be between {low} and {high}, got {value}")
+        return default
+    return value
+
+
+def _boolean(body: Mapping[str, Any], field: str, errors: _Errors) -> bool:
+    value = body.get(field)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        errors.add(field, f"must be a boolean, got {_json_type(value)}")
+        return False
+    return value
+
+
+def _event_data(body: Mapping[str, Any], errors: _Errors) -> str | None:
+    value = body.get("event_data")
+    if value is None:
+        errors.add("event_data", "is required")
+        return None
+    if not isinstance(value, dict):
+        errors.add("event_data", f"must be a JSON object, got {_json_type(value)}")
+        return None
+    depth = json_depth(value)
+    if depth > EVENT_DATA_MAX_DEPTH:
+        errors.add(
+            "event_data", f"must be nested at most {EVENT_DATA_MAX_DEPTH} levels deep, got {depth}"
+        )
+        return None
+    try:
+        # Sorted keys: the stored text is then the canonical form the hash chain covers.
+        encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        errors.add("event_data", "must contain only JSON values (integers within 64 bits)")
+        return None
+    if len(encoded) > EVENT_DATA_MAX_BYTES:
+        errors.add(
+            "event_data",
+            f"must be at most {EVENT_DATA_MAX_BYTES} bytes as compact JSON, got {len(encoded)}",
+        )
+        return None
+    if b"\\u0000" in encoded:
+        # PostgreSQL's jsonb cannot hold a NUL character; refuse it here rather than as a 500.
+        errors.add("event_data", "must not contain NUL characters (\\u0000)")
+        return None
+    return encoded.decode()
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a JSON value: an object or array counts 1 plus its deepest child."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children: Any = node.values() if isinstance(node, dict) else node
+        if level > deepest:
+            deepest = level
+        if level > EVENT_DATA_MAX_DEPTH:
+            return level  # deep enough to refuse; no need to walk a hostile document further
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, level + 1))
+    return deepest
+
+
+def _reject_repeated_ids(events: list[NewAuditEvent]) -> None:
+    seen: dict[uuid.UUID, int] = {}
+    errors: dict[str, str] = {}
+    for index, event in enumerate(events):
+        first = seen.setdefault(event.event_id, index)
+        if first != index:
+            errors[f"[{index}].event_id"] = (
+                f"must be unique within the batch (repeats item {first})"
+            )
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _json_type(value: Any) -> str:
+    names: dict[type, str] = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,1 @@
+"""The legacy REST surface: routes that map HTTP onto the shared resolvers."""

@@ -1,0 +1,64 @@
+"""The Strawberry schema: Query, Mutation and the execution-level extensions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.schema.config import StrawberryConfig
+
+from datastorage.resolvers.errors import DomainError
+from datastorage.schema.audit import AuditMutation, AuditQuery
+from datastorage.schema.audit_types import LONG_SCALAR, Long
+from datastorage.schema.observe import OperationMetrics
+from datastorage.settings import Settings
+
+
+@strawberry.type
+class Query(AuditQuery):
+    pass
+
+
+@strawberry.type
+class Mutation(AuditMutation):
+    pass
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    # Domain errors carry messages written for clients; anything else may hold internals.
+    original = error.original_error
+    return original is not None and not isinstance(original, DomainError)
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    """The schema with bounded caches and limits; no per-field extensions (they cost per field)."""
+    limits = settings.graphql
+    # Factories: a fresh extension per operation; the parse/validation LRU caches are shared.
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        lambda: ParserCache(maxsize=limits.cache_size),
+        lambda: ValidationCache(maxsize=limits.cache_size),
+        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal error."),
+        OperationMetrics,
+    ]
+    if not settings.introspection_enabled:
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(auto_camel_case=True, scalar_map={Long: LONG_SCALAR}),
+    )
