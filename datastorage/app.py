@@ -26,6 +26,8 @@ from datastorage.rest_compat import audit as rest_audit
 from datastorage.rest_compat import health as rest_health
 from datastorage.rest_compat.problems import problem
 from datastorage.schema import build_schema
+from datastorage.schema.endpoint import GraphQLEndpoint
+from datastorage.schema.fastpath import FastPath
 from datastorage.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -52,10 +54,19 @@ def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
     schema = build_schema(settings)
     view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
+    limits = settings.graphql
+    fast_path = FastPath(
+        schema._schema,
+        cache_size=limits.cache_size,
+        max_tokens=limits.max_tokens,
+        max_aliases=limits.max_aliases,
+        max_depth=limits.max_depth,
+    )
+    graphql = GraphQLEndpoint(view, fast_path, settings.service.max_body_bytes)
     routes: list[BaseRoute] = [
         *rest_audit.routes(),
         *rest_health.routes(),
-        Route("/graphql", view),
+        Route("/graphql", graphql),
         WebSocketRoute("/graphql", view),
     ]
     app = Starlette(
@@ -64,6 +75,8 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _internal_error},
     )
     app.state.settings = settings
+    app.state.schema = schema
+    app.state.fast_path = fast_path
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics, routes=routes)
     return app
 

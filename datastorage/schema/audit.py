@@ -7,7 +7,7 @@ import uuid
 import strawberry
 from graphql import GraphQLError
 
-from datastorage.domain import AuditEventFilter, EventPage, PageRequest
+from datastorage.domain import AuditEventFilter, AuditEventRecord, EventPage, Keyset, PageRequest
 from datastorage.resolvers import audit
 from datastorage.resolvers import errors as domain
 from datastorage.resolvers.audit_queries import build_filter, decode_cursor, encode_cursor
@@ -61,10 +61,8 @@ def to_connection(page: EventPage, filters: AuditEventFilter) -> AuditEventConne
     )
 
 
-def encode_cursor_of(record: object) -> str:
-    from datastorage.domain import Keyset
-
-    return encode_cursor(Keyset(record.event_timestamp, record.event_id))  # type: ignore[attr-defined]
+def encode_cursor_of(record: AuditEventRecord) -> str:
+    return encode_cursor(Keyset(record.event_timestamp, record.event_id))
 
 
 def to_validation_failed(error: domain.ValidationFailed) -> ValidationFailed:
@@ -101,6 +99,22 @@ def parse_id(value: str, field: str) -> uuid.UUID:
         raise domain.ValidationFailed({field: f"must be a UUID, got {value[:40]!r}"}) from None
 
 
+async def load_audit_events(
+    ctx: Context, filter: AuditEventFilterInput | None, first: int, after: str | None
+) -> tuple[EventPage, AuditEventFilter]:
+    """The page behind `auditEvents` (shared by the Strawberry field and the compiled path)."""
+    limit = page_size(first, ctx.services.settings.graphql.max_first)
+    filters = build_filter(filter.to_arguments() if filter else {})
+    keyset = decode_cursor(after, "after") if after else None
+    page = await audit.list_events(ctx, filters, PageRequest(limit=limit, after=keyset))
+    return page, filters
+
+
+async def load_timeline(ctx: Context, correlation_id: str) -> list[AuditEventRecord]:
+    """The events behind `auditTimeline`."""
+    return await audit.timeline(ctx, correlation_id)
+
+
 @strawberry.type
 class AuditQuery:
     @strawberry.field(description="Events newest first, with keyset cursors.")
@@ -111,11 +125,7 @@ class AuditQuery:
         first: int = 50,
         after: str | None = None,
     ) -> AuditEventConnection:
-        ctx = info.context
-        limit = page_size(first, ctx.services.settings.graphql.max_first)
-        filters = build_filter(filter.to_arguments() if filter else {})
-        keyset = decode_cursor(after, "after") if after else None
-        page = await audit.list_events(ctx, filters, PageRequest(limit=limit, after=keyset))
+        page, filters = await load_audit_events(info.context, filter, first, after)
         return to_connection(page, filters)
 
     @strawberry.field(description="One event by id.")
@@ -128,7 +138,7 @@ class AuditQuery:
     async def audit_timeline(
         self, info: strawberry.Info[Context], correlation_id: str
     ) -> list[AuditEvent]:
-        return await audit.timeline(info.context, correlation_id)  # type: ignore[return-value]
+        return await load_timeline(info.context, correlation_id)  # type: ignore[return-value]
 
 
 @strawberry.type

@@ -123,6 +123,14 @@ class AuditEventFilterInput:
     detail_key: str | None = None
     detail_value: str | None = None
 
+    @classmethod
+    def from_coerced(cls, value: dict[str, Any]) -> AuditEventFilterInput:
+        """Build from graphql-core's coerced input (GraphQL names, enum values as strings)."""
+        fields = {_snake(name): item for name, item in value.items()}
+        if fields.get("event_outcome") is not None:
+            fields["event_outcome"] = EventOutcome(fields["event_outcome"])
+        return cls(**fields)
+
     def to_arguments(self) -> dict[str, str | None]:
         """The filter in the legacy argument names, for the shared filter builder."""
         values: dict[str, Any] = {
@@ -131,6 +139,10 @@ class AuditEventFilterInput:
         if self.event_outcome is not None:
             values["event_outcome"] = self.event_outcome.value
         return values
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{char.lower()}" if char.isupper() else char for char in name)
 
 
 _FILTER_NAMES = (
