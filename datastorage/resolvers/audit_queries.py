@@ -41,6 +41,8 @@ def build_filter(
         value = raw.get(name)
         if value is not None and len(value) > max_len:
             errors[name] = f"must be at most {max_len} characters"
+        elif value is not None and (problem := _text_problem(value)):
+            errors[name] = problem
         values[name] = value or None
     outcome = raw.get("event_outcome") or None
     if outcome is not None and outcome not in OUTCOMES:
@@ -54,8 +56,10 @@ def build_filter(
     if (detail_key is None) != (detail_value is None):
         missing = "detail_value" if detail_value is None else "detail_key"
         errors[missing] = "is required when the other of detail_key/detail_value is given"
-    elif detail_key is not None and not DETAIL_KEY_PATTERN.match(detail_key):
+    elif detail_key is not None and not DETAIL_KEY_PATTERN.fullmatch(detail_key):
         errors["detail_key"] = "must match ^[A-Za-z0-9_]+$"
+    if detail_value is not None and (problem := _text_problem(detail_value)):
+        errors["detail_value"] = problem
     if errors:
         raise ValidationFailed(errors)
     return AuditEventFilter(
@@ -73,10 +77,14 @@ def _time(
 ) -> dt.datetime | None:
     if raw is None or raw == "":
         return None
-    relative = _RELATIVE.match(raw)
+    relative = _RELATIVE.fullmatch(raw)
     if relative:
-        return now - dt.timedelta(seconds=int(relative[1]) * _UNIT_SECONDS[relative[2]])
-    if _DATE.match(raw):
+        try:
+            return now - dt.timedelta(seconds=int(relative[1]) * _UNIT_SECONDS[relative[2]])
+        except OverflowError:
+            errors[field] = "must not reach back before the year 1"
+            return None
+    if _DATE.fullmatch(raw):
         try:
             day = dt.date.fromisoformat(raw)
         except ValueError:
@@ -91,6 +99,18 @@ def _time(
     return parsed
 
 
+def _text_problem(value: str) -> str | None:
+    # PostgreSQL text cannot hold NUL nor lone surrogates: refuse them here, not as a 500.
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be valid Unicode text (no lone surrogates)"
+    return None
+
+
 def encode_cursor(keyset: Keyset) -> str:
     """Opaque cursor for the position after a row."""
     payload = orjson.dumps([keyset.event_timestamp.isoformat(), str(keyset.event_id)])
@@ -102,11 +122,13 @@ def decode_cursor(cursor: str, field: str = "cursor") -> Keyset:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         timestamp, event_id = orjson.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(timestamp, str) or not isinstance(event_id, str):
+            raise TypeError("not a pair of strings")
         parsed = dt.datetime.fromisoformat(timestamp)
         if parsed.tzinfo is None:
             raise ValueError("naive timestamp")
-        return Keyset(parsed, uuid.UUID(event_id))
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        return Keyset(parsed.astimezone(dt.UTC), uuid.UUID(event_id))
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
         raise ValidationFailed({field: "is not a cursor issued by this service"}) from None
 
 

@@ -22,6 +22,12 @@ from datastorage.domain import EventOutcome, NewAuditEvent
 from datastorage.resolvers.errors import BatchTooLarge, InvalidRequest, ValidationFailed
 
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+# RFC 3339 section 5.6 (date-time), with the space separator its note allows; nothing else.
+RFC3339_PATTERN = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+# orjson writes a NUL as \u0000; it is one only when its backslash is not itself escaped.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 EVENT_DATA_MAX_BYTES = 262_144
 EVENT_DATA_MAX_DEPTH = 10
 ERROR_MESSAGE_MAX_BYTES = 4096
@@ -78,13 +84,11 @@ def validate_event(
     if category is not None and category not in rules.categories:
         errors.add("event_category", f"must be one of the configured categories, got {category!r}")
     event_type = text.required("event_type", 100)
-    if event_type is not None and not EVENT_TYPE_PATTERN.match(event_type):
+    if event_type is not None and not EVENT_TYPE_PATTERN.fullmatch(event_type):
         errors.add(
             "event_type", "must match ^[a-z0-9_]+(\\.[a-z0-9_]+)+$ (e.g. gateway.signal.received)"
         )
-    outcome = text.required("event_outcome", 50)
-    if outcome is not None and outcome not in OUTCOMES:
-        errors.add("event_outcome", f"must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    outcome = _outcome(body, errors)
     correlation_id = text.required("correlation_id", 255)
     timestamp = _timestamp(body, rules, errors, now or dt.datetime.now(dt.UTC))
     cluster = _cluster(text)
@@ -177,6 +181,13 @@ class _TextReader:
         if not isinstance(value, str):
             self.errors.add(field, f"must be a string, got {_json_type(value)}")
             return None
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                # Only GraphQL can deliver these (lone surrogates); PostgreSQL cannot store them.
+                self.errors.add(field, "must be valid Unicode text (no lone surrogates)")
+                return None
         size = len(value.encode()) if in_bytes else len(value)
         if size > max_len:
             unit = "bytes" if in_bytes else "characters"
@@ -224,15 +235,26 @@ def _timestamp(
 
 def parse_rfc3339(raw: Any) -> dt.datetime | None:
     """An aware datetime in UTC, or None when `raw` is not an RFC 3339 date-time with an offset."""
-    if not isinstance(raw, str) or len(raw) < 20 or raw[10] not in "Tt ":
+    if not isinstance(raw, str) or not RFC3339_PATTERN.fullmatch(raw):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        # fromisoformat alone also takes ISO week dates, `+0000`, missing seconds, a comma.
+        parsed = dt.datetime.fromisoformat(raw.upper())
+        return parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: a valid-looking time whose UTC form is outside years 1..9999.
         return None
-    if parsed.tzinfo is None:
+
+
+def _outcome(body: Mapping[str, Any], errors: _Errors) -> str | None:
+    value = body.get("event_outcome")
+    if value is None or value == "":
+        errors.add("event_outcome", "is required")
         return None
-    return parsed.astimezone(dt.UTC)
+    if not isinstance(value, str) or value not in OUTCOMES:
+        errors.add("event_outcome", f"must be one of {', '.join(OUTCOMES)}, got {_preview(value)}")
+        return None
+    return value
 
 
 def _uuid(body: Mapping[str, Any], field: str, errors: _Errors) -> uuid.UUID | None:
@@ -254,9 +276,12 @@ def _ip(body: Mapping[str, Any], errors: _Errors) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            return str(ipaddress.ip_address(value))
+            address = ipaddress.ip_address(value)
         except ValueError:
-            pass
+            address = None
+        # PostgreSQL's inet has no zone (`fe80::1%eth0`): it would store another address.
+        if address is not None and not getattr(address, "scope_id", None):
+            return str(address)
     errors.add("actor_ip", f"must be an IPv4 or IPv6 address, got {_preview(value)}")
     return None
 
@@ -312,7 +337,7 @@ def _event_data(body: Mapping[str, Any], errors: _Errors) -> str | None:
             f"must be at most {EVENT_DATA_MAX_BYTES} bytes as compact JSON, got {len(encoded)}",
         )
         return None
-    if b"\\u0000" in encoded:
+    if b"\\u0000" in encoded and _NUL_ESCAPE.search(encoded):
         # PostgreSQL's jsonb cannot hold a NUL character; refuse it here rather than as a 500.
         errors.add("event_data", "must not contain NUL characters (\\u0000)")
         return None

@@ -24,6 +24,8 @@ from datastorage.rest_compat.problems import from_error
 
 QUERY_LIMIT_MAX = 1000
 QUERY_LIMIT_DEFAULT = 50
+# PostgreSQL's OFFSET is a bigint; past it the query fails instead of returning nothing.
+QUERY_OFFSET_MAX = 2**63 - 1
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -114,8 +116,10 @@ async def list_events(request: Request) -> Response:
         _int_param(params.get("limit"), "limit", QUERY_LIMIT_DEFAULT), "limit", QUERY_LIMIT_MAX
     )
     offset = _int_param(params.get("offset"), "offset", 0)
-    if offset < 0:
-        raise ValidationFailed({"offset": f"must be 0 or more, got {offset}"})
+    if not 0 <= offset <= QUERY_OFFSET_MAX:
+        raise ValidationFailed(
+            {"offset": f"must be between 0 and {QUERY_OFFSET_MAX}, got {offset}"}
+        )
     cursor = params.get("cursor")
     after = decode_cursor(cursor) if cursor else None
     page = await audit.list_events(

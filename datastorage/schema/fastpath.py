@@ -170,9 +170,8 @@ class FastPath:
             data = {field.key: await self._resolve(field, coerced, ctx) for field in plan.fields}
         except DomainError:
             return None  # expected errors are rendered by Strawberry, identically to the slow path
-        ctx.services.metrics.graphql_operations.labels(
-            (operation_name or "anonymous")[:100], "success"
-        ).inc()
+        name = plan.operation.name.value if plan.operation.name else "anonymous"
+        ctx.services.metrics.graphql_operations.labels(name[:100], "success").inc()
         return orjson.dumps({"data": data})
 
     def _plan(self, query: str, operation_name: str | None) -> _Plan | None:
