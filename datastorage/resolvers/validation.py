@@ -76,7 +76,12 @@ def validate_event(
 ) -> NewAuditEvent:
     """Check one event body against every rule; raise `ValidationFailed` naming each broken one."""
     if not isinstance(body, Mapping):
-        raise ValidationFailed({prefix.rstrip(".") or "body": "must be a JSON object"})
+        if not prefix:
+            # The request as a whole has the wrong shape: no field is to blame.
+            raise InvalidRequest(
+                f"the body must be a JSON object (one event), got {_json_type(body)}"
+            )
+        raise ValidationFailed({prefix.rstrip("."): "must be a JSON object"})
     errors = _Errors(prefix)
     text = _TextReader(body, errors)
     event_id = _uuid(body, "event_id", errors) or uuid_utils.uuid7()
@@ -382,6 +387,7 @@ def _json_type(value: Any) -> str:
         str: "string",
         list: "array",
         dict: "object",
+        type(None): "null",
     }
     return names.get(type(value), type(value).__name__)
 
