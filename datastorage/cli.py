@@ -97,14 +97,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _start_embedded(settings: Settings) -> _Stoppable:
     """Start the embedded servers and point this process's settings at them."""
+    from datastorage.embedded import EmbeddedError, start_embedded
+
     try:
-        from datastorage.embedded import start_embedded
-    except ImportError as exc:
+        services = start_embedded(settings.service.data_dir)
+    except EmbeddedError as exc:
         raise SettingsError(
-            "DATASTORAGE_DATABASE_URL: not set, and the embedded servers are not installed "
-            "(pip install 'datastorage[embedded]')"
+            f"DATASTORAGE_DATABASE_URL: not set, and the embedded servers cannot start: {exc}"
         ) from exc
-    services = start_embedded(settings.service.data_dir)
     os.environ["DATASTORAGE_DATABASE_URL"] = services.database_url
     if not settings.redis.url:
         os.environ["DATASTORAGE_REDIS_URL"] = services.redis_url
