@@ -11,7 +11,8 @@ from typing import Protocol
 
 from starlette.applications import Starlette
 
-from datastorage.settings import Settings, SettingsError, load_settings
+from datastorage.observability.logging import logging_config
+from datastorage.settings import Mode, Settings, SettingsError, load_settings
 
 
 class _Stoppable(Protocol):
@@ -86,7 +87,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             http="httptools",
             lifespan="on",
             access_log=False,
-            log_level=settings.service.log_level,
+            log_config=logging_config(
+                settings.service.log_format,
+                settings.service.log_level,
+                production=settings.service.mode is Mode.PRODUCTION,
+            ),
             timeout_graceful_shutdown=30,
         )
     finally:

@@ -15,6 +15,7 @@ from datastorage.domain import (
     PageRequest,
     StoredEvent,
 )
+from datastorage.observability.logging import correlation_id_var
 from datastorage.persistence import audit_events as store
 from datastorage.persistence.errors import WriteRejected, WriteUnavailable
 from datastorage.resolvers.context import Context
@@ -35,6 +36,9 @@ class Accepted:
 async def create_event(ctx: Context, body: Any) -> Accepted:
     """Validate and write one event; returns after it is committed (or queued)."""
     event = validate_event(body, ctx.services.rules, ctx.hints)
+    correlation_id_var.set(
+        event.correlation_id
+    )  # joins this request's log lines to the remediation
     await _check_parents(ctx, [event], prefix="")
     return await _write(ctx, [event])
 

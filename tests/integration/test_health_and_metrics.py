@@ -77,3 +77,10 @@ async def test_metrics_expose_the_documented_series(client: httpx.AsyncClient) -
         "datastorage_partitions_ahead 3.0",
     ):
         assert series in text, series
+
+
+async def test_request_id_is_echoed_or_assigned(client: httpx.AsyncClient) -> None:
+    given = await client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    assigned = await client.get("/health/live")
+    assert len(assigned.headers["x-request-id"]) == 16
