@@ -25,6 +25,7 @@ from datastorage.persistence.writer import GroupCommitWriter, WriterConfig
 from datastorage.resolvers.context import Context, Services, hints_from_traceparent, rules_from
 from datastorage.rest_compat import audit as rest_audit
 from datastorage.rest_compat import health as rest_health
+from datastorage.rest_compat import openapi as rest_openapi
 from datastorage.rest_compat.problems import problem
 from datastorage.schema import build_schema
 from datastorage.schema.endpoint import GraphQLEndpoint
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         *rest_audit.routes(),
         *rest_health.routes(),
+        *rest_openapi.routes(),
         Route("/graphql", graphql),
         WebSocketRoute("/graphql", view),
     ]
@@ -205,14 +207,14 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    response = problem(
+    allow = getattr(exc, "headers", None) or {}
+    return problem(
         _base_uri(request),
-        "invalid-request",
-        f"{request.method} is not allowed here",
+        "method-not-allowed",
+        f"{request.method} is not served on {request.url.path}",
         instance=request.url.path,
+        headers=dict(allow),
     )
-    response.status_code = 405
-    return response
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

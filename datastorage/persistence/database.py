@@ -124,5 +124,15 @@ def classify(exc: BaseException) -> TransientDatabaseError | PermanentDataError 
         if state in _TRANSIENT_STATES or state.startswith("08"):
             return TransientDatabaseError(f"database unavailable (SQLSTATE {state})")
         if state[:2] in _PERMANENT_CLASSES:
-            return PermanentDataError(message, sqlstate=state)
+            return PermanentDataError(_safe_reason(exc, state), sqlstate=state)
     return None
+
+
+def _safe_reason(exc: asyncpg.PostgresError, state: str) -> str:
+    # Name the rule that was broken without echoing the server's message (which can quote data).
+    parts = [f"SQLSTATE {state}"]
+    for label, attribute in (("constraint", "constraint_name"), ("column", "column_name")):
+        value = getattr(exc, attribute, None)
+        if value:
+            parts.append(f"{label} {value}")
+    return ", ".join(parts)

@@ -232,7 +232,7 @@ class GroupCommitWriter:
     async def _isolate(self, batch: list[_Ticket], exc: PermanentDataError) -> None:
         # Only the tickets whose data is bad are refused; the others are written on their own.
         if len(batch) == 1:
-            _settle(batch[0], exception=WriteRejected(f"PostgreSQL rejected the data: {exc}"))
+            _settle(batch[0], exception=WriteRejected(f"PostgreSQL refused the data ({exc})"))
             return
         for ticket in batch:
             await self._write([ticket])

@@ -18,6 +18,7 @@ from datastorage.domain import (
 from datastorage.observability.logging import correlation_id_var
 from datastorage.persistence import audit_events as store
 from datastorage.persistence.errors import WriteRejected, WriteUnavailable
+from datastorage.resolvers.audit_queries import text_problem
 from datastorage.resolvers.context import Context
 from datastorage.resolvers.errors import ServiceUnavailable, ValidationFailed
 from datastorage.resolvers.validation import validate_batch, validate_event
@@ -122,6 +123,9 @@ async def timeline(ctx: Context, correlation_id: str) -> list[AuditEventRecord]:
     """Every event of a correlation, in chain order."""
     if not correlation_id or len(correlation_id) > 255:
         raise ValidationFailed({"correlation_id": "must be 1 to 255 characters"})
+    problem = text_problem(correlation_id)
+    if problem:
+        raise ValidationFailed({"correlation_id": problem})
     return await store.correlation_timeline(
         ctx.services.database.read_pool, correlation_id, TIMELINE_LIMIT
     )

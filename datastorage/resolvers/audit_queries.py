@@ -41,7 +41,7 @@ def build_filter(
         value = raw.get(name)
         if value is not None and len(value) > max_len:
             errors[name] = f"must be at most {max_len} characters"
-        elif value is not None and (problem := _text_problem(value)):
+        elif value is not None and (problem := text_problem(value)):
             errors[name] = problem
         values[name] = value or None
     outcome = raw.get("event_outcome") or None
@@ -58,7 +58,7 @@ def build_filter(
         errors[missing] = "is required when the other of detail_key/detail_value is given"
     elif detail_key is not None and not DETAIL_KEY_PATTERN.fullmatch(detail_key):
         errors["detail_key"] = "must match ^[A-Za-z0-9_]+$"
-    if detail_value is not None and (problem := _text_problem(detail_value)):
+    if detail_value is not None and (problem := text_problem(detail_value)):
         errors["detail_value"] = problem
     if errors:
         raise ValidationFailed(errors)
@@ -99,7 +99,8 @@ def _time(
     return parsed
 
 
-def _text_problem(value: str) -> str | None:
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL could not take `value` as text, or None when it can."""
     # PostgreSQL text cannot hold NUL nor lone surrogates: refuse them here, not as a 500.
     if "\x00" in value:
         return "must not contain NUL characters"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Any
 
@@ -13,6 +15,7 @@ from datastorage.domain import AuditEventRecord
 from datastorage.resolvers.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 
 _JSON_OPTIONS = orjson.OPT_UTC_Z
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -31,6 +34,13 @@ async def read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+    if _LONG_NUMBER.search(body):
+        # orjson turns integers beyond 64 bits into floats, silently losing digits; the standard
+        # parser keeps them exact so that validation can refuse them by name.
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -28,6 +28,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "batch-size-exceeded": (400, "Batch Size Exceeded"),
     "immutable-field-violation": (400, "Immutable Field Violation"),
     "not-found": (404, "Not Found"),
+    "method-not-allowed": (405, "Method Not Allowed"),
     "conflict": (409, "Conflict"),
     "request-too-large": (413, "Request Too Large"),
     "unsupported-media-type": (415, "Unsupported Media Type"),

@@ -15,6 +15,7 @@ anything but speed; tests compare their outputs for the supported shapes.
 from __future__ import annotations
 
 import collections
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +46,8 @@ from datastorage.resolvers.context import Context
 from datastorage.resolvers.errors import DomainError
 from datastorage.schema.audit import load_audit_events, load_timeline, parse_id
 from datastorage.schema.audit_types import AuditEventFilterInput
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
 
@@ -170,6 +173,10 @@ class FastPath:
             data = {field.key: await self._resolve(field, coerced, ctx) for field in plan.fields}
         except DomainError:
             return None  # expected errors are rendered by Strawberry, identically to the slow path
+        except Exception:
+            # Strawberry re-runs the operation and masks the error as it does for every field.
+            log.exception("compiled GraphQL execution failed; falling back to Strawberry")
+            return None
         name = plan.operation.name.value if plan.operation.name else "anonymous"
         ctx.services.metrics.graphql_operations.labels(name[:100], "success").inc()
         return orjson.dumps({"data": data})
