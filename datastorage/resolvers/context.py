@@ -54,8 +54,16 @@ def hints_from_traceparent(traceparent: str | None) -> RequestHints:
     parts = traceparent.strip().split("-")
     if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
         return RequestHints()
-    trace_id, span_id = parts[1].lower(), parts[2].lower()
-    if not _is_hex(trace_id) or not _is_hex(span_id) or set(trace_id) == {"0"}:
+    version, trace_id, span_id = parts[0].lower(), parts[1].lower(), parts[2].lower()
+    # W3C Trace Context: version ff and all-zero ids are invalid.
+    if len(version) != 2 or not _is_hex(version) or version == "ff":
+        return RequestHints()
+    if (
+        not _is_hex(trace_id)
+        or not _is_hex(span_id)
+        or set(trace_id) == {"0"}
+        or set(span_id) == {"0"}
+    ):
         return RequestHints()
     return RequestHints(trace_id=trace_id, span_id=span_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from typing import Any
@@ -38,7 +39,7 @@ async def read_json(request: Request, limit: int) -> Any:
         # orjson turns integers beyond 64 bits into floats, silently losing digits; the standard
         # parser keeps them exact so that validation can refuse them by name.
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_not_json, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     try:
@@ -47,6 +48,19 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest(
             f"the body is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from None
+
+
+def _not_json(name: str) -> Any:
+    # The standard parser takes NaN and Infinity, which JSON (and orjson) refuse.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 would become inf, which orjson then writes as null: refuse it like orjson does.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
 
 
 def _default(value: Any) -> Any:

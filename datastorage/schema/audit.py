@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError
@@ -86,6 +88,16 @@ def _camel(name: str) -> str:
     return head + "".join(word.capitalize() for word in rest)
 
 
+@contextlib.contextmanager
+def graphql_names(prefix: str = "") -> Iterator[None]:
+    """Re-raise a validation error with the argument names a GraphQL client used."""
+    try:
+        yield
+    except domain.ValidationFailed as error:
+        renamed = {prefix + camel_path(path): rule for path, rule in error.field_errors.items()}
+        raise domain.ValidationFailed(renamed) from None
+
+
 def unavailable(error: domain.ServiceUnavailable) -> GraphQLError:
     return GraphQLError(
         error.detail, extensions={"code": "SERVICE_UNAVAILABLE", "retryAfter": error.retry_after}
@@ -104,7 +116,8 @@ async def load_audit_events(
 ) -> tuple[EventPage, AuditEventFilter]:
     """The page behind `auditEvents` (shared by the Strawberry field and the compiled path)."""
     limit = page_size(first, ctx.services.settings.graphql.max_first)
-    filters = build_filter(filter.to_arguments() if filter else {})
+    with graphql_names(prefix="filter."):
+        filters = build_filter(filter.to_arguments() if filter else {})
     keyset = decode_cursor(after, "after") if after else None
     page = await audit.list_events(ctx, filters, PageRequest(limit=limit, after=keyset))
     return page, filters
@@ -112,7 +125,8 @@ async def load_audit_events(
 
 async def load_timeline(ctx: Context, correlation_id: str) -> list[AuditEventRecord]:
     """The events behind `auditTimeline`."""
-    return await audit.timeline(ctx, correlation_id)
+    with graphql_names():
+        return await audit.timeline(ctx, correlation_id)
 
 
 @strawberry.type

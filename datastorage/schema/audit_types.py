@@ -37,7 +37,6 @@ class AuditEvent:
     event_date: dt.date
     event_category: str
     event_action: str
-    event_outcome: str
     actor_type: str
     actor_id: str
     actor_ip: str | None
@@ -69,6 +68,10 @@ class AuditEvent:
     @strawberry.field
     def version(self, root: strawberry.Parent[AuditEventRecord]) -> str:
         return root.event_version
+
+    @strawberry.field
+    def event_outcome(self, root: strawberry.Parent[AuditEventRecord]) -> EventOutcome:
+        return EventOutcome(root.event_outcome)
 
     @strawberry.field
     def cluster_id(self, root: strawberry.Parent[AuditEventRecord]) -> str | None:

@@ -45,7 +45,7 @@ from datastorage.resolvers.audit_queries import encode_cursor
 from datastorage.resolvers.context import Context
 from datastorage.resolvers.errors import DomainError
 from datastorage.schema.audit import load_audit_events, load_timeline, parse_id
-from datastorage.schema.audit_types import AuditEventFilterInput
+from datastorage.schema.audit_types import AuditEventFilterInput, EventOutcome
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ _EVENT_FIELDS: dict[str, str] = {
     "eventDate": "r.event_date.isoformat()",
     "eventCategory": "r.event_category",
     "eventAction": "r.event_action",
-    "eventOutcome": "r.event_outcome",
+    "eventOutcome": "OUTCOME_NAMES[r.event_outcome]",
     "actorType": "r.actor_type",
     "actorId": "r.actor_id",
     "actorIp": "r.actor_ip",
@@ -92,6 +92,10 @@ _EVENT_FIELDS: dict[str, str] = {
     "ingestedAt": "r.ingested_at.isoformat()",
     "__typename": "'AuditEvent'",
 }
+
+
+# GraphQL enums serialise by name: "success" is SUCCESS.
+_OUTCOME_NAMES = {member.value: member.name for member in EventOutcome}
 
 
 class _Unsupported(Exception):
@@ -408,7 +412,7 @@ def _event_shape(
     nodes: list[FieldNode], fragments: dict[str, FragmentDefinitionNode], *, depth: int
 ) -> _EventShape:
     entries: list[str] = []
-    namespace: dict[str, Any] = {"Fragment": orjson.Fragment}
+    namespace: dict[str, Any] = {"Fragment": orjson.Fragment, "OUTCOME_NAMES": _OUTCOME_NAMES}
     wants_parents = False
     for key, children in _collect(_merged(nodes), fragments, "AuditEvent").items():
         name = children[0].name.value
