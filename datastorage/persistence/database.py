@@ -93,6 +93,17 @@ async def ping(db: Database, timeout_s: float = 2.0) -> bool:
     return True
 
 
+async def migrations_pending(db: Database) -> bool:
+    """True while some shipped migration is not applied (or the database cannot say)."""
+    from datastorage.persistence.migrations import pending_migrations  # imports this module
+
+    try:
+        async with db.pool.acquire() as connection:
+            return bool(await pending_migrations(connection))
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return True
+
+
 # SQLSTATE classes whose cause is the data itself: retrying or queueing cannot help.
 _PERMANENT_CLASSES = ("22", "23", "42")
 # Conditions that pass when the server recovers (shutdown, connection limits, serialization).

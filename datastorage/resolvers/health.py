@@ -26,7 +26,11 @@ async def readiness(services: Services) -> Readiness:
     if services.shutting_down:
         return Readiness(False, "shutting_down")
     if services.migrations_pending:
-        return Readiness(False, "migrations_pending")
+        # Re-checked on every probe while pending, so a pod becomes ready once the
+        # migration job has run, without a restart.
+        services.migrations_pending = await database.migrations_pending(services.database)
+        if services.migrations_pending:
+            return Readiness(False, "migrations_pending")
     if not await database.ping(services.database):
         return Readiness(False, "database_unreachable")
     return Readiness(True)
