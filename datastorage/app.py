@@ -15,8 +15,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
-from datastorage.observability.http import HttpMetricsMiddleware
-from datastorage.observability.logging import RequestContextMiddleware
+from datastorage.observability.http import ObservabilityMiddleware
 from datastorage.observability.metrics import Metrics
 from datastorage.persistence import database, migrations, redis_store
 from datastorage.persistence.audit_events import ChainHasher
@@ -80,8 +79,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.schema = schema
     app.state.fast_path = fast_path
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics, routes=routes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes)
     return app
 
 

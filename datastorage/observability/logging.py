@@ -1,7 +1,7 @@
 """Structured logs: one JSON object per line in production, readable lines in development.
 
 Every record carries the request id and trace id of the request that logged it (from context
-variables set by `RequestContextMiddleware`), so a log line can be joined with traces and with
+variables set by the HTTP middleware), so a log line can be joined with traces and with
 the caller's own logs.
 """
 
@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import logging
-import secrets
 import sys
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -98,39 +96,3 @@ def logging_config(log_format: str, level: str, *, production: bool) -> dict[str
             "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
         },
     }
-
-
-class RequestContextMiddleware:
-    """Gives each HTTP request an id (the caller's `X-Request-ID` or a new one) and echoes it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = None
-        traceparent = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:128]
-            elif name == b"traceparent":
-                traceparent = value.decode("latin-1")
-        request_id = request_id or secrets.token_hex(8)
-        request_token = request_id_var.set(request_id)
-        trace_token = trace_id_var.set(
-            traceparent.split("-")[1] if traceparent and traceparent.count("-") >= 3 else None
-        )
-        header = (b"x-request-id", request_id.encode("latin-1"))
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(request_token)
-            trace_id_var.reset(trace_token)

@@ -31,6 +31,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._write_results: dict[str, Counter] = {}
         r = self.registry
         self.http_requests = Counter(
             "datastorage_http_requests_total", "HTTP requests by route, method and status",
@@ -88,6 +89,13 @@ class Metrics:
             "datastorage_partitions_ahead", "Months after the current one that already have a partition",
             registry=r,
         )  # fmt: skip
+
+    def write_result(self, result: str) -> Counter:
+        """The counter child of one write result (cached: labels() is costly per request)."""
+        child = self._write_results.get(result)
+        if child is None:
+            child = self._write_results[result] = self.write_results.labels(result)
+        return child
 
     def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
         """Make `gauge` read live state at scrape time."""

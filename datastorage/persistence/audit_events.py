@@ -23,6 +23,7 @@ from datastorage.domain import (
     StoredEvent,
 )
 from datastorage.persistence.database import Connection
+from datastorage.persistence.errors import TransientDatabaseError
 
 INSERT_COLUMNS = (
     "event_id", "event_date", "event_timestamp", "event_version", "event_type", "event_category",
@@ -67,8 +68,20 @@ def canonical_json(event: NewAuditEvent) -> bytes:
     return orjson.dumps(event.canonical_content(), option=orjson.OPT_SORT_KEYS)
 
 
-class _DuplicateRace(Exception):
-    """Another transaction committed one of our event_ids between our check and our insert."""
+# Lookup by event_id alone (any partition). `WHERE event_id = ANY($1)` let the planner pick a
+# sequential scan of a whole partition when its statistics were stale (100 ms for 1,000 ids);
+# one LIMIT 1 probe per id always uses the primary-key index of each partition (4 ms).
+# An event_id is stored at most once, so LIMIT 1 loses nothing.
+_BY_IDS = """
+    SELECT {columns}
+    FROM unnest($1::uuid[]) AS wanted(id)
+    CROSS JOIN LATERAL (SELECT * FROM audit_events WHERE event_id = wanted.id LIMIT 1) AS found
+"""
+
+
+class _ConcurrentWrite(Exception):
+    """Another transaction stored one of our event_ids, or created one of our new chain heads,
+    between our reads and our writes; the retry sees its rows."""
 
 
 async def store_events(
@@ -78,22 +91,33 @@ async def store_events(
 
     Returns one StoredEvent per input event, in input order.
     """
-    for _ in range(3):
+    check_every_id = False
+    for _ in range(_ATTEMPTS):
         try:
-            return await _store_once(connection, events, hasher)
-        except _DuplicateRace:
-            continue  # the retry sees the other transaction's rows and skips them
-    return await _store_once(connection, events, hasher)
+            return await _store_once(connection, events, hasher, check_every_id=check_every_id)
+        except _ConcurrentWrite:
+            # The retry sees the other transaction's rows; it also looks up every event_id, not
+            # only those that may exist, so no assumption about fresh ids can make it fail again.
+            check_every_id = True
+    raise TransientDatabaseError("concurrent flushes kept conflicting on the same events")
+
+
+_ATTEMPTS = 4
 
 
 async def _store_once(
-    connection: Connection, events: Sequence[NewAuditEvent], hasher: ChainHasher
+    connection: Connection,
+    events: Sequence[NewAuditEvent],
+    hasher: ChainHasher,
+    *,
+    check_every_id: bool,
 ) -> list[StoredEvent]:
     async with connection.transaction():
-        heads = await _lock_chain_heads(
-            connection, sorted({event.correlation_id for event in events})
+        correlations = sorted({event.correlation_id for event in events})
+        heads, found = await _lock_chain_heads(connection, correlations)
+        existing = await _existing(
+            connection, [e.event_id for e in events if e.may_exist or check_every_id]
         )
-        existing = await _existing(connection, [event.event_id for event in events])
         rows, results, advanced = _chain(events, existing, heads, hasher)
         if rows:
             try:
@@ -101,44 +125,79 @@ async def _store_once(
                     "audit_events", records=rows, columns=INSERT_COLUMNS
                 )
             except asyncpg.UniqueViolationError as exc:
-                raise _DuplicateRace from exc
-            await connection.execute(
-                """
-                UPDATE audit_chain_heads AS h
-                SET last_seq = v.seq, last_hash = v.hash, updated_at = now()
-                FROM unnest($1::varchar[], $2::bigint[], $3::varchar[]) AS v(correlation_id, seq, hash)
-                WHERE h.correlation_id = v.correlation_id
-                """,
-                list(advanced),
-                [seq for seq, _ in advanced.values()],
-                [digest for _, digest in advanced.values()],
-            )
+                raise _ConcurrentWrite from exc
+            await _advance_chain_heads(connection, advanced, found)
     return results
 
 
 async def _lock_chain_heads(
     connection: Connection, correlations: list[str]
-) -> dict[str, tuple[int, str]]:
-    # Creating and locking the heads in sorted order means two flushes never deadlock.
+) -> tuple[dict[str, tuple[int, str]], set[str]]:
+    """Lock the existing heads, in sorted order so two flushes never deadlock.
+
+    FOR UPDATE returns the latest committed values even when it had to wait for another flush.
+    Correlations without a head yet start at 0 and are created by `_advance_chain_heads`.
+    """
     rows = await connection.fetch(
         """
-        INSERT INTO audit_chain_heads AS h (correlation_id)
-        SELECT c FROM unnest($1::varchar[]) AS c ORDER BY c
-        ON CONFLICT (correlation_id) DO UPDATE SET last_seq = h.last_seq
-        RETURNING correlation_id, last_seq, last_hash
+        SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads
+        WHERE correlation_id = ANY($1::varchar[])
+        ORDER BY correlation_id
+        FOR UPDATE
         """,
         correlations,
     )
-    return {row[0]: (row[1], row[2]) for row in rows}
+    heads = {row[0]: (row[1], row[2]) for row in rows}
+    found = set(heads)
+    for correlation in correlations:
+        heads.setdefault(correlation, (0, ""))
+    return heads, found
+
+
+async def _advance_chain_heads(
+    connection: Connection, advanced: dict[str, tuple[int, str]], found: set[str]
+) -> None:
+    """One write per head: update the locked ones, insert the new ones (sorted: no deadlocks).
+
+    A new head that another flush created meanwhile is a conflict: its chain already started,
+    so this transaction's numbering is stale and the whole flush is retried.
+    """
+    names = sorted(advanced)
+    is_new = [name not in found for name in names]
+    inserted = await connection.fetchval(
+        """
+        WITH v AS (
+            SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::bool[])
+                AS v(correlation_id, seq, hash, is_new)
+        ),
+        updated AS (
+            UPDATE audit_chain_heads AS h
+            SET last_seq = v.seq, last_hash = v.hash, updated_at = now()
+            FROM v WHERE NOT v.is_new AND h.correlation_id = v.correlation_id
+        ),
+        created AS (
+            INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash)
+            SELECT correlation_id, seq, hash FROM v WHERE v.is_new ORDER BY correlation_id
+            ON CONFLICT (correlation_id) DO NOTHING
+            RETURNING 1
+        )
+        SELECT count(*) FROM created
+        """,
+        names,
+        [advanced[name][0] for name in names],
+        [advanced[name][1] for name in names],
+        is_new,
+    )
+    if inserted != sum(is_new):
+        raise _ConcurrentWrite
 
 
 async def _existing(
     connection: Connection, event_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, dt.datetime]:
-    rows = await connection.fetch(
-        "SELECT event_id, event_timestamp FROM audit_events WHERE event_id = ANY($1::uuid[])",
-        event_ids,
-    )
+    if not event_ids:
+        return {}
+    rows = await connection.fetch(_BY_IDS.format(columns="event_id, event_timestamp"), event_ids)
     return {row[0]: row[1] for row in rows}
 
 
@@ -187,9 +246,7 @@ async def find_existing_ids(
     """Which of `event_ids` are stored (used to check parent references)."""
     if not event_ids:
         return set()
-    rows = await db_pool.fetch(
-        "SELECT event_id FROM audit_events WHERE event_id = ANY($1::uuid[])", list(event_ids)
-    )
+    rows = await db_pool.fetch(_BY_IDS.format(columns="event_id"), list(event_ids))
     return {row[0] for row in rows}
 
 
@@ -197,11 +254,10 @@ async def get_events(
     db_pool: asyncpg.Pool, event_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, AuditEventRecord]:
     """The stored events among `event_ids`, by id (one statement for any number of ids)."""
-    rows = await db_pool.fetch(
-        f"SELECT {SELECT_COLUMNS} FROM audit_events WHERE event_id = ANY($1::uuid[])",
-        list(event_ids),
-    )
-    return {row[0]: AuditEventRecord(*row) for row in rows}
+    if not event_ids:
+        return {}
+    rows = await db_pool.fetch(_BY_IDS.format(columns=SELECT_COLUMNS), list(event_ids))
+    return {row[0]: AuditEventRecord._make(row) for row in rows}
 
 
 async def correlation_timeline(
@@ -213,7 +269,7 @@ async def correlation_timeline(
         f"ORDER BY chain_seq LIMIT {int(limit)}",
         correlation_id,
     )
-    return [AuditEventRecord(*row) for row in rows]
+    return [AuditEventRecord._make(row) for row in rows]
 
 
 _EQUALITY_FILTERS = (
@@ -275,7 +331,7 @@ async def list_events(
                 f"SELECT count(*) FROM audit_events{count_where}", *count_params
             )
     has_more = len(rows) > page.limit
-    events = [AuditEventRecord(*row) for row in rows[: page.limit]]
+    events = [AuditEventRecord._make(row) for row in rows[: page.limit]]
     last = events[-1] if events and has_more else None
     next_keyset = Keyset(last.event_timestamp, last.event_id) if last else None
     return EventPage(events=events, has_more=has_more, total=total, next_keyset=next_keyset)

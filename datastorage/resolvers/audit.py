@@ -80,17 +80,17 @@ async def _write(ctx: Context, events: list[NewAuditEvent]) -> Accepted:
     try:
         result = await ctx.services.writer.submit(events)
     except WriteRejected as exc:
-        metrics.write_results.labels("rejected").inc()
+        metrics.write_result("rejected").inc()
         raise ValidationFailed({"body": exc.reason}, detail=exc.reason) from None
     except WriteUnavailable as exc:
-        metrics.write_results.labels("unavailable").inc()
+        metrics.write_result("unavailable").inc()
         raise ServiceUnavailable(exc.reason, exc.retry_after) from None
     if result.queued:
-        metrics.write_results.labels("queued").inc()
+        metrics.write_result("queued").inc()
         return Accepted(
             [StoredEvent(event.event_id, event.event_timestamp) for event in events], queued=True
         )
-    metrics.write_results.labels("stored").inc()
+    metrics.write_result("stored").inc()
     duplicates = sum(1 for stored in result.stored if stored.duplicate)
     if duplicates:
         metrics.events_duplicate.inc(duplicates)

@@ -84,7 +84,8 @@ def validate_event(
         raise ValidationFailed({prefix.rstrip("."): "must be a JSON object"})
     errors = _Errors(prefix)
     text = _TextReader(body, errors)
-    event_id = _uuid(body, "event_id", errors) or uuid_utils.uuid7()
+    client_id = _uuid(body, "event_id", errors)
+    event_id = client_id or uuid_utils.uuid7()
     category = text.required("event_category", 50)
     if category is not None and category not in rules.categories:
         errors.add("event_category", f"must be one of the configured categories, got {category!r}")
@@ -127,6 +128,7 @@ def validate_event(
         event_data_json=event_data_json or "{}",
         trace_id=text.optional("trace_id", 64) or hints.trace_id,
         span_id=text.optional("span_id", 32) or hints.span_id,
+        may_exist=client_id is not None,
     )
     if errors.found:
         raise ValidationFailed(errors.found)
@@ -324,18 +326,21 @@ def _event_data(body: Mapping[str, Any], errors: _Errors) -> str | None:
     if not isinstance(value, dict):
         errors.add("event_data", f"must be a JSON object, got {_json_type(value)}")
         return None
-    depth = json_depth(value)
-    if depth > EVENT_DATA_MAX_DEPTH:
-        errors.add(
-            "event_data", f"must be nested at most {EVENT_DATA_MAX_DEPTH} levels deep, got {depth}"
-        )
-        return None
     try:
         # Sorted keys: the stored text is then the canonical form the hash chain covers.
         encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        errors.add("event_data", "must contain only JSON values (integers within 64 bits)")
+    except TypeError:  # too deep for orjson, or an integer beyond 64 bits
+        errors.add(
+            "event_data",
+            _depth_problem(value) or "must contain only JSON values (integers within 64 bits)",
+        )
         return None
+    # Depth cannot exceed the number of brackets, so most documents need no walk at all.
+    if encoded.count(b"{") + encoded.count(b"[") > EVENT_DATA_MAX_DEPTH:
+        problem = _depth_problem(value)
+        if problem:
+            errors.add("event_data", problem)
+            return None
     if len(encoded) > EVENT_DATA_MAX_BYTES:
         errors.add(
             "event_data",
@@ -347,6 +352,13 @@ def _event_data(body: Mapping[str, Any], errors: _Errors) -> str | None:
         errors.add("event_data", "must not contain NUL characters (\\u0000)")
         return None
     return encoded.decode()
+
+
+def _depth_problem(value: Any) -> str | None:
+    depth = json_depth(value)
+    if depth > EVENT_DATA_MAX_DEPTH:
+        return f"must be nested at most {EVENT_DATA_MAX_DEPTH} levels deep, got {depth}"
+    return None
 
 
 def json_depth(value: Any) -> int:
