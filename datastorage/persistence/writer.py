@@ -145,8 +145,10 @@ class GroupCommitWriter:
                 await self._flush(batch)
 
     async def _gather_window(self) -> None:
-        # Wait until the batch is full or the oldest ticket has waited max_wait.
-        if self._closing or not self._tickets:
+        # Wait until the batch is full or the oldest ticket has waited max_wait, but only while
+        # another flush is running: an idle writer flushes at once (no added latency when
+        # quiet), a busy one lets the batch grow until the running flush frees the database.
+        if self._closing or not self._tickets or self._in_flight == 0:
             return
         delay = self._tickets[0].enqueued_at + self._config.max_wait_s - time.monotonic()
         if delay > 0 and self._queued < self._config.max_batch:

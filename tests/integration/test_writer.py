@@ -114,3 +114,16 @@ async def test_unreachable_database_answers_503_and_acknowledges_nothing(
         assert response.headers["retry-after"] == "1"
         assert "SELECT" not in response.text and "asyncpg" not in response.text
     assert await db.fetchval("SELECT count(*) FROM audit_events") == 0
+
+
+async def test_an_idle_writer_does_not_hold_a_write_for_the_batching_window(
+    make_settings: Callable[..., Settings], db: asyncpg.Connection
+) -> None:
+    # The window only applies while another flush is running; a lone write is flushed at once.
+    settings = make_settings(writer={"max_wait_ms": 10_000, "flushers": 1})
+    async with running(create_app(settings)) as client:
+        response = await asyncio.wait_for(
+            client.post("/api/v1/audit/events", json=event_body()), timeout=5
+        )
+    assert response.status_code == 201
+    assert await db.fetchval("SELECT count(*) FROM audit_events") == 1
