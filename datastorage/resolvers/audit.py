@@ -37,10 +37,9 @@ class Accepted:
 async def create_event(ctx: Context, body: Any) -> Accepted:
     """Validate and write one event; returns after it is committed (or queued)."""
     event = validate_event(body, ctx.services.rules, ctx.hints)
-    correlation_id_var.set(
-        event.correlation_id
-    )  # joins this request's log lines to the remediation
-    await _check_parents(ctx, [event], prefix="")
+    # Joins this request's log lines to the remediation they belong to.
+    correlation_id_var.set(event.correlation_id)
+    await _check_parents(ctx, [event], batch=False)
     return await _write(ctx, [event])
 
 
@@ -50,12 +49,12 @@ async def create_events(ctx: Context, body: Any) -> Accepted:
     events = validate_batch(
         body, ctx.services.rules, ctx.hints, max_size=settings.service.max_batch_size
     )
-    await _check_parents(ctx, events, prefix="batch")
+    await _check_parents(ctx, events, batch=True)
     return await _write(ctx, events)
 
 
-async def _check_parents(ctx: Context, events: Sequence[NewAuditEvent], *, prefix: str) -> None:
-    # A parent may be an earlier event of the same batch; others must already be stored.
+async def _check_parents(ctx: Context, events: Sequence[NewAuditEvent], *, batch: bool) -> None:
+    # A parent may be another event of the same batch; others must already be stored.
     in_batch = {event.event_id for event in events}
     wanted = {
         event.parent_event_id
@@ -69,7 +68,7 @@ async def _check_parents(ctx: Context, events: Sequence[NewAuditEvent], *, prefi
     for index, event in enumerate(events):
         parent = event.parent_event_id
         if parent is not None and parent not in in_batch and parent not in found:
-            key = f"[{index}].parent_event_id" if prefix else "parent_event_id"
+            key = f"[{index}].parent_event_id" if batch else "parent_event_id"
             errors[key] = f"must reference an existing event; {parent} is not stored"
     if errors:
         raise ValidationFailed(errors)
