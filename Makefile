@@ -20,10 +20,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-## lint: ruff (including the layering rule) and mypy --strict
+## lint: ruff (drivers only in persistence/), import-linter (the layering), mypy --strict
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 format: $(STAMP)
