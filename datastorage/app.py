@@ -22,6 +22,8 @@ from datastorage.persistence.audit_events import ChainHasher
 from datastorage.persistence.partitions import PartitionMaintainer
 from datastorage.persistence.writer import GroupCommitWriter, WriterConfig
 from datastorage.resolvers.context import Context, Services, hints_from_traceparent, rules_from
+from datastorage.resolvers.event_schemas import EventSchemaError
+from datastorage.resolvers.validation import EventRules
 from datastorage.rest_compat import audit as rest_audit
 from datastorage.rest_compat import health as rest_health
 from datastorage.rest_compat import openapi as rest_openapi
@@ -52,6 +54,7 @@ def create_app(settings: Settings) -> Starlette:
         raise SettingsError(
             "DATASTORAGE_DATABASE_URL: required to create the app (serve starts an embedded one)"
         )
+    rules = event_rules(settings)
     metrics = Metrics()
     schema = build_schema(settings)
     view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
@@ -73,7 +76,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        lifespan=_lifespan(settings, metrics),
+        lifespan=_lifespan(settings, metrics, rules),
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _internal_error},
     )
     app.state.settings = settings
@@ -83,10 +86,18 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-def _lifespan(settings: Settings, metrics: Metrics) -> Any:
+def event_rules(settings: Settings) -> EventRules:
+    """The validation rules, with registered event_data schemas checked (bad ones stop start-up)."""
+    try:
+        return rules_from(settings)
+    except EventSchemaError as exc:
+        raise SettingsError(f"DATASTORAGE_AUDIT_EVENT_SCHEMAS_DIR: {exc}") from None
+
+
+def _lifespan(settings: Settings, metrics: Metrics, rules: EventRules) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services, maintainer = await _start(settings, metrics)
+        services, maintainer = await _start(settings, metrics, rules)
         app.state.services = services
         try:
             yield
@@ -96,7 +107,9 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Any:
     return lifespan
 
 
-async def _start(settings: Settings, metrics: Metrics) -> tuple[Services, PartitionMaintainer]:
+async def _start(
+    settings: Settings, metrics: Metrics, rules: EventRules
+) -> tuple[Services, PartitionMaintainer]:
     db_settings = settings.database
     assert db_settings.url is not None
     db = await database.open_database(
@@ -133,7 +146,7 @@ async def _start(settings: Settings, metrics: Metrics) -> tuple[Services, Partit
         database=db,
         writer=writer,
         metrics=metrics,
-        rules=rules_from(settings),
+        rules=rules,
         started_at=time.monotonic(),
         redis=redis_store.open_redis(settings.redis.url) if settings.redis.url else None,
         migrations_pending=pending,

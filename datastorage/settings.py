@@ -166,6 +166,7 @@ class AuditSettings(_Section):
     partitions_ahead: int = Field(3, ge=1, le=36)
     partition_check_interval_s: float = Field(3600.0, gt=0)
     hash_key: str | None = None
+    event_schemas_dir: Path | None = None
 
 
 class GraphQLSettings(_Section):

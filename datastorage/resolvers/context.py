@@ -10,6 +10,7 @@ from datastorage.observability.metrics import Metrics
 from datastorage.persistence.database import Database
 from datastorage.persistence.redis_store import Redis
 from datastorage.persistence.writer import GroupCommitWriter
+from datastorage.resolvers.event_schemas import load_event_schemas
 from datastorage.resolvers.validation import EventRules, RequestHints
 from datastorage.settings import Settings
 
@@ -44,6 +45,7 @@ def rules_from(settings: Settings) -> EventRules:
         categories=frozenset(settings.audit.categories),
         backfill=dt.timedelta(days=settings.audit.backfill_days),
         future_skew=dt.timedelta(minutes=settings.audit.future_skew_minutes),
+        schemas=load_event_schemas(settings.audit.event_schemas_dir),
     )
 
 

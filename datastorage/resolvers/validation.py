@@ -12,14 +12,16 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import uuid_utils.compat as uuid_utils
+from jsonschema import Draft202012Validator
 
 from datastorage.domain import EventOutcome, NewAuditEvent
 from datastorage.resolvers.errors import BatchTooLarge, InvalidRequest, ValidationFailed
+from datastorage.resolvers.event_schemas import schema_problems
 
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 # RFC 3339 section 5.6 (date-time), with the space separator its note allows; nothing else.
@@ -43,6 +45,8 @@ class EventRules:
     categories: frozenset[str]
     backfill: dt.timedelta
     future_skew: dt.timedelta
+    # event_type → validator of its event_data, for the types that registered a JSON Schema.
+    schemas: Mapping[str, Draft202012Validator] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,10 @@ def validate_event(
     timestamp = _timestamp(body, rules, errors, now or dt.datetime.now(dt.UTC))
     cluster = _cluster(text)
     event_data_json = _event_data(body, errors)
+    validator = rules.schemas.get(event_type) if event_type and rules.schemas else None
+    if validator is not None and event_data_json is not None:
+        for field_name, rule in schema_problems(validator, body["event_data"]).items():
+            errors.add(field_name, rule)
     fallback_category = category or ""
     event = NewAuditEvent(
         event_id=event_id,
