@@ -29,6 +29,7 @@ from datastorage.rest_compat import health as rest_health
 from datastorage.rest_compat import openapi as rest_openapi
 from datastorage.rest_compat.problems import problem
 from datastorage.schema import build_schema
+from datastorage.schema.allowlist import AllowListError, load_allowlist
 from datastorage.schema.endpoint import GraphQLEndpoint
 from datastorage.schema.fastpath import FastPath
 from datastorage.settings import Settings, SettingsError
@@ -55,8 +56,9 @@ def create_app(settings: Settings) -> Starlette:
             "DATASTORAGE_DATABASE_URL: required to create the app (serve starts an embedded one)"
         )
     rules = event_rules(settings)
+    allowed = operation_allowlist(settings)
     metrics = Metrics()
-    schema = build_schema(settings)
+    schema = build_schema(settings, allowed)
     view = GraphQLView(schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
     limits = settings.graphql
     fast_path = FastPath(
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> Starlette:
         max_tokens=limits.max_tokens,
         max_aliases=limits.max_aliases,
         max_depth=limits.max_depth,
+        allowed=allowed,
     )
     graphql = GraphQLEndpoint(view, fast_path, settings.service.max_body_bytes)
     routes: list[BaseRoute] = [
@@ -92,6 +95,17 @@ def event_rules(settings: Settings) -> EventRules:
         return rules_from(settings)
     except EventSchemaError as exc:
         raise SettingsError(f"DATASTORAGE_AUDIT_EVENT_SCHEMAS_DIR: {exc}") from None
+
+
+def operation_allowlist(settings: Settings) -> frozenset[str] | None:
+    """The hashes of the persisted queries allowed to run, or None when every query may run."""
+    path = settings.graphql.allowlist_file
+    if path is None:
+        return None
+    try:
+        return load_allowlist(path)
+    except AllowListError as exc:
+        raise SettingsError(f"DATASTORAGE_GRAPHQL_ALLOWLIST_FILE: {exc}") from None
 
 
 def _lifespan(settings: Settings, metrics: Metrics, rules: EventRules) -> Any:

@@ -183,6 +183,7 @@ class GraphQLSettings(_Section):
     max_tokens: int = Field(5000, ge=10)
     max_aliases: int = Field(30, ge=1)
     cache_size: int = Field(1024, ge=1)
+    allowlist_file: Path | None = None
 
 
 class Settings(BaseModel):

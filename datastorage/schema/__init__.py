@@ -7,6 +7,7 @@ from collections.abc import Callable
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -19,6 +20,7 @@ from strawberry.extensions.disable_introspection import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
 
 from datastorage.resolvers.errors import DomainError
+from datastorage.schema.allowlist import allowlist_rule
 from datastorage.schema.audit import AuditMutation, AuditQuery
 from datastorage.schema.audit_types import LONG_SCALAR, Long
 from datastorage.schema.observe import OperationMetrics
@@ -41,7 +43,7 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, DomainError)
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings, allowed: frozenset[str] | None = None) -> strawberry.Schema:
     """The schema with bounded caches and limits; no per-field extensions (they cost per field)."""
     limits = settings.graphql
     # Factories: a fresh extension per operation; the parse/validation LRU caches are shared.
@@ -56,6 +58,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
+    if allowed is not None:
+        rule = allowlist_rule(allowed)
+        extensions.append(lambda: AddValidationRules([rule]))
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

@@ -38,6 +38,7 @@ from datastorage.resolvers import audit
 from datastorage.resolvers.audit_queries import encode_cursor
 from datastorage.resolvers.context import Context
 from datastorage.resolvers.errors import DomainError
+from datastorage.schema.allowlist import document_hash
 from datastorage.schema.audit import load_audit_events, load_timeline, parse_id
 from datastorage.schema.audit_types import AuditEventFilterInput
 from datastorage.schema.compiled_shapes import (
@@ -81,8 +82,10 @@ class FastPath:
         max_tokens: int,
         max_aliases: int,
         max_depth: int,
+        allowed: frozenset[str] | None = None,
     ) -> None:
         self._schema = schema
+        self._allowed = allowed
         self._max_depth = max_depth
         self._cache_size = cache_size
         self._max_tokens = max_tokens
@@ -137,6 +140,8 @@ class FastPath:
         return plan
 
     def _compile(self, query: str, operation_name: str | None) -> _Plan:
+        if self._allowed is not None and document_hash(query) not in self._allowed:
+            raise Unsupported("not in the allow-list")  # Strawberry answers the refusal
         document = parse(query, no_location=True, max_tokens=self._max_tokens)
         if validate(self._schema, document):
             raise Unsupported("invalid document")
