@@ -59,33 +59,37 @@ class NewAuditEvent(NamedTuple):
         return self.event_timestamp.astimezone(dt.UTC).date()
 
     def canonical_content(self) -> dict[str, Any]:
-        """The immutable content the hash chain covers (server-managed mutable columns excluded)."""
+        """The immutable content the hash chain covers (server-managed mutable columns excluded).
+
+        Keys are written in sorted order so the JSON needs no sorting pass (it runs per event);
+        orjson writes UUIDs in their canonical lowercase form and event_data is already sorted.
+        """
         return {
-            "event_id": str(self.event_id),
-            "event_version": self.event_version,
-            "event_type": self.event_type,
-            "event_timestamp": format_timestamp(self.event_timestamp),
-            "event_category": self.event_category,
-            "event_action": self.event_action,
-            "event_outcome": self.event_outcome,
-            "actor_type": self.actor_type,
             "actor_id": self.actor_id,
             "actor_ip": self.actor_ip,
-            "resource_type": self.resource_type,
-            "resource_id": self.resource_id,
-            "resource_name": self.resource_name,
-            "correlation_id": self.correlation_id,
-            "parent_event_id": str(self.parent_event_id) if self.parent_event_id else None,
-            "namespace": self.namespace,
+            "actor_type": self.actor_type,
             "cluster_name": self.cluster_name,
-            "severity": self.severity,
+            "correlation_id": self.correlation_id,
             "duration_ms": self.duration_ms,
             "error_code": self.error_code,
             "error_message": self.error_message,
-            "is_sensitive": self.is_sensitive,
+            "event_action": self.event_action,
+            "event_category": self.event_category,
             "event_data": orjson.Fragment(self.event_data_json),
-            "trace_id": self.trace_id,
+            "event_id": self.event_id,
+            "event_outcome": self.event_outcome,
+            "event_timestamp": format_timestamp(self.event_timestamp),
+            "event_type": self.event_type,
+            "event_version": self.event_version,
+            "is_sensitive": self.is_sensitive,
+            "namespace": self.namespace,
+            "parent_event_id": self.parent_event_id,
+            "resource_id": self.resource_id,
+            "resource_name": self.resource_name,
+            "resource_type": self.resource_type,
+            "severity": self.severity,
             "span_id": self.span_id,
+            "trace_id": self.trace_id,
         }
 
 

@@ -65,7 +65,7 @@ class ChainHasher:
 
 def canonical_json(event: NewAuditEvent) -> bytes:
     """Sorted keys, compact, UTF-8; event_data is already stored in that form."""
-    return orjson.dumps(event.canonical_content(), option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(event.canonical_content())
 
 
 # Lookup by event_id alone (any partition). `WHERE event_id = ANY($1)` let the planner pick a
