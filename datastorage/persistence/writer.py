@@ -20,6 +20,7 @@ import asyncpg
 from datastorage.domain import NewAuditEvent, StoredEvent, WriteResult
 from datastorage.observability.metrics import Metrics
 from datastorage.persistence.audit_events import ChainHasher, store_events
+from datastorage.persistence.chain_heads import ChainHeadCache
 from datastorage.persistence.database import classify
 from datastorage.persistence.errors import (
     PermanentDataError,
@@ -75,6 +76,8 @@ class GroupCommitWriter:
         self._metrics = metrics
         self._fallback = fallback
         self._repair = repair
+        # Chain heads this process committed last: most flushes then need one statement.
+        self._heads = ChainHeadCache()
         self._tickets: collections.deque[_Ticket] = collections.deque()
         self._queued = 0
         self._work = asyncio.Event()
@@ -213,7 +216,7 @@ class GroupCommitWriter:
         while True:
             try:
                 async with self._pool.acquire() as connection:
-                    return await store_events(connection, events, self._hasher)
+                    return await store_events(connection, events, self._hasher, self._heads)
             except Exception as exc:
                 translated = classify(exc)
                 if translated is None:

@@ -12,15 +12,19 @@ import orjson
 import pytest
 
 from datastorage.persistence.audit_events import ChainHasher, canonical_json, store_events
+from datastorage.persistence.chain_heads import ChainHeadCache
 from datastorage.resolvers.validation import EventRules, validate_event
 from tests.conftest import event_body
 
 RULES = EventRules(frozenset({"gateway"}), dt.timedelta(days=7), dt.timedelta(minutes=60))
 
 
+# "none": the locking path only; "shared": one process's cache; "per_connection": each flusher
+# is like another replica, with heads it did not see moved by the others.
+@pytest.mark.parametrize("caches", ["none", "shared", "per_connection"])
 @pytest.mark.usefixtures("clean")
 async def test_racing_flushes_on_new_and_existing_correlations(
-    database_url: str, db: asyncpg.Connection
+    database_url: str, db: asyncpg.Connection, caches: str
 ) -> None:
     correlations = [f"race-{i}" for i in range(5)]
     # Each flush touches every correlation, some new, some already started by another flush.
@@ -35,10 +39,12 @@ async def test_racing_flushes_on_new_and_existing_correlations(
     try:
         hasher = ChainHasher()
         queue = list(batches)
+        shared = ChainHeadCache() if caches == "shared" else None
 
         async def flusher(connection: asyncpg.Connection) -> None:
+            cache = ChainHeadCache() if caches == "per_connection" else shared
             while queue:
-                await store_events(connection, queue.pop(), hasher)
+                await store_events(connection, queue.pop(), hasher, cache)
 
         await asyncio.gather(*(flusher(c) for c in connections))
     finally:
