@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import FrameType
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,13 +23,20 @@ from datastorage.observability.http import ObservabilityMiddleware
 from datastorage.observability.metrics import Metrics
 from datastorage.persistence import database, migrations, redis_store
 from datastorage.persistence.audit_events import ChainHasher
+from datastorage.persistence.circuit_breaker import CircuitBreaker
+from datastorage.persistence.dlq import DeadLetterQueue
+from datastorage.persistence.dlq_fallback import DlqFallback
+from datastorage.persistence.dlq_monitor import DlqMonitor
+from datastorage.persistence.dlq_replay import DlqDrainer, NotificationStore, ReplayConfig
 from datastorage.persistence.partitions import PartitionMaintainer
 from datastorage.persistence.writer import GroupCommitWriter, WriterConfig
+from datastorage.resolvers import notifications as resolve_notifications
 from datastorage.resolvers.context import Context, Services, hints_from_traceparent, rules_from
 from datastorage.resolvers.event_schemas import EventSchemaError
 from datastorage.resolvers.validation import EventRules
 from datastorage.rest_compat import audit as rest_audit
 from datastorage.rest_compat import health as rest_health
+from datastorage.rest_compat import notifications as rest_notifications
 from datastorage.rest_compat import openapi as rest_openapi
 from datastorage.rest_compat.problems import problem
 from datastorage.schema import build_schema
@@ -49,8 +60,12 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The service as an ASGI app; nothing connects until the lifespan starts."""
+def create_app(settings: Settings, *, handle_signals: bool = False) -> Starlette:
+    """The service as an ASGI app; nothing connects until the lifespan starts.
+
+    `handle_signals` (for `datastorage serve`): SIGTERM first turns readiness to 503 and only
+    after `DATASTORAGE_SHUTDOWN_DELAY_S` lets the server stop taking requests.
+    """
     if not settings.database.url:
         raise SettingsError(
             "DATASTORAGE_DATABASE_URL: required to create the app (serve starts an embedded one)"
@@ -72,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
     graphql = GraphQLEndpoint(view, fast_path, settings.service.max_body_bytes)
     routes: list[BaseRoute] = [
         *rest_audit.routes(),
+        *rest_notifications.routes(),
         *rest_health.routes(),
         *rest_openapi.routes(),
         Route("/graphql", graphql),
@@ -79,7 +95,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        lifespan=_lifespan(settings, metrics, rules),
+        lifespan=_lifespan(settings, metrics, rules, handle_signals=handle_signals),
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _internal_error},
     )
     app.state.settings = settings
@@ -108,17 +124,53 @@ def operation_allowlist(settings: Settings) -> frozenset[str] | None:
         raise SettingsError(f"DATASTORAGE_GRAPHQL_ALLOWLIST_FILE: {exc}") from None
 
 
-def _lifespan(settings: Settings, metrics: Metrics, rules: EventRules) -> Any:
+def _lifespan(
+    settings: Settings, metrics: Metrics, rules: EventRules, *, handle_signals: bool
+) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services, maintainer = await _start(settings, metrics, rules)
         app.state.services = services
+        if handle_signals:
+            _delay_exit_signals(services, settings.shutdown.delay_s)
         try:
             yield
         finally:
             await _stop(services, maintainer)
 
     return lifespan
+
+
+def _delay_exit_signals(services: Services, delay_s: float) -> None:
+    """Put readiness first in the server's SIGTERM/SIGINT handling.
+
+    The server (uvicorn) stops accepting connections as soon as its handler runs; load
+    balancers still route to the pod until they see readiness fail. So the first signal only
+    turns readiness to 503 and hands over to the server's handler `delay_s` later; a second
+    signal hands over at once. Runs inside the server, after it installed its handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        server_handler = signal.getsignal(signum)
+        if not callable(server_handler):
+            continue
+
+        def handler(
+            received: int, frame: FrameType | None, server_handler: Any = server_handler
+        ) -> None:
+            if services.shutting_down:
+                server_handler(received, frame)
+                return
+            services.shutting_down = True
+            log.info(
+                "%s: readiness now answers 503; stopping in %.1fs",
+                signal.Signals(received).name, delay_s,
+            )  # fmt: skip
+            loop.call_soon_threadsafe(loop.call_later, delay_s, server_handler, received, None)
+
+        signal.signal(signum, handler)
 
 
 async def _start(
@@ -144,17 +196,20 @@ async def _start(
     if not pending:
         await maintainer.run_once()
     maintainer.start()
+    writer_settings = settings.writer
     writer = GroupCommitWriter(
         db.pool,
         ChainHasher(settings.audit.hash_key.encode() if settings.audit.hash_key else None),
         _writer_config(settings),
         metrics,
         repair=lambda: _repair(maintainer),
+        breaker=CircuitBreaker(writer_settings.breaker_failures, writer_settings.breaker_open_s),
     )
     writer.start()
     metrics.watch(metrics.writer_queue_depth, lambda: writer.queued)
     metrics.watch(metrics.db_pool_size, lambda: db.size)
     metrics.watch(metrics.db_pool_in_use, lambda: db.in_use)
+    metrics.watch(metrics.circuit_breaker_state.labels("postgresql"), lambda: writer.breaker.state)
     services = Services(
         settings=settings,
         database=db,
@@ -165,7 +220,41 @@ async def _start(
         redis=redis_store.open_redis(settings.redis.url) if settings.redis.url else None,
         migrations_pending=pending,
     )
+    if services.redis is not None:
+        _start_dlq(services)
     return services, maintainer
+
+
+def _start_dlq(services: Services) -> None:
+    """Wire the Redis DLQ: the writer's fallback, its monitor, and this process's drainer."""
+    assert services.redis is not None
+    settings = services.settings
+    dlq = DeadLetterQueue(services.redis, settings.dlq.max_len)
+    monitor = DlqMonitor(dlq, services.metrics, settings.dlq.monitor_interval_s)
+    fallback = DlqFallback(dlq, monitor, services.metrics, settings.writer.retry_after_s)
+    services.writer.set_fallback(fallback.events)
+    services.notification_fallback = fallback.notification
+    drainer = DlqDrainer(
+        dlq,
+        services.writer,
+        services.metrics,
+        ReplayConfig(
+            batch=settings.dlq.replay_batch,
+            max_retries=settings.dlq.max_retries,
+            claim_idle_ms=int(settings.dlq.claim_idle_s * 1000),
+        ),
+        store_notification=_notification_store(services),
+    )
+    services.dlq, services.dlq_monitor, services.drainer = dlq, monitor, drainer
+    monitor.start()
+    drainer.start()
+
+
+def _notification_store(services: Services) -> NotificationStore:
+    async def store(payload: dict[str, Any]) -> bool:
+        return await resolve_notifications.replay_notification(services, payload)
+
+    return store
 
 
 async def _migrate(db: database.Database, *, auto: bool) -> bool:
@@ -198,17 +287,30 @@ def _writer_config(settings: Settings) -> WriterConfig:
 
 
 async def _stop(services: Services, maintainer: PartitionMaintainer) -> None:
-    # Every step runs even if an earlier one failed.
+    """The end of a graceful shutdown; by now the server answers no more requests.
+
+    Readiness already turned 503 (the signal handler did it before the propagation delay), and
+    in-flight requests have finished. Every step runs even if an earlier one failed.
+    """
     services.shutting_down = True
-    steps = [
-        ("flush the writer", services.writer.close()),
-        ("stop partition maintenance", maintainer.stop()),
-        ("close Redis", redis_store.close(services.redis) if services.redis else _nothing()),
-        ("close PostgreSQL pools", services.database.close()),
+    budgets = services.settings.shutdown
+    drainer, redis = services.drainer, services.redis
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("flush the writer", lambda: services.writer.wait_idle(budgets.timeout_s)),
+        ("stop DLQ replay", drainer.stop if drainer else _nothing),
+        (
+            "drain the DLQ",
+            (lambda: drainer.drain(budgets.dlq_budget_s)) if drainer else _nothing,
+        ),
+        ("close the writer", services.writer.close),
+        ("stop the DLQ monitor", services.dlq_monitor.stop if services.dlq_monitor else _nothing),
+        ("stop partition maintenance", maintainer.stop),
+        ("close Redis", (lambda: redis_store.close(redis)) if redis else _nothing),
+        ("close PostgreSQL pools", services.database.close),
     ]
     for name, step in steps:
         try:
-            await step
+            await step()
         except Exception:
             log.exception("shutdown step failed: %s", name)
 

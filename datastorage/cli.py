@@ -63,7 +63,7 @@ def app_from_environment() -> Starlette:
     """The app built from environment settings (uvicorn's factory, also for several workers)."""
     from datastorage.app import create_app
 
-    return create_app(load_settings())
+    return create_app(load_settings(), handle_signals=True)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -95,7 +95,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 settings.service.log_level,
                 production=settings.service.mode is Mode.PRODUCTION,
             ),
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=int(settings.shutdown.timeout_s),
         )
     finally:
         if embedded is not None:

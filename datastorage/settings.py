@@ -140,6 +140,10 @@ class DlqSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="DATASTORAGE_DLQ_", extra="ignore", frozen=True)
 
     max_len: int = Field(10_000, ge=1)
+    max_retries: int = Field(6, ge=1, le=1000)
+    replay_batch: int = Field(500, ge=1, le=10_000)
+    claim_idle_s: float = Field(30.0, gt=0)
+    monitor_interval_s: float = Field(10.0, gt=0)
 
 
 class WriterSettings(_Section):
@@ -153,6 +157,20 @@ class WriterSettings(_Section):
     flushers: int = Field(2, ge=1, le=64)
     enqueue_timeout_s: float = Field(2.0, ge=0)
     retry_after_s: int = Field(1, ge=1)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_open_s: float = Field(2.0, gt=0)
+
+
+class ShutdownSettings(_Section):
+    """Graceful shutdown on SIGTERM (see docs/architecture.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DATASTORAGE_SHUTDOWN_", extra="ignore", frozen=True
+    )
+
+    delay_s: float = Field(5.0, ge=0, le=300)
+    timeout_s: float = Field(30.0, ge=0, le=3600)
+    dlq_budget_s: float = Field(10.0, ge=0, le=3600)
 
 
 class AuditSettings(_Section):
@@ -198,6 +216,7 @@ class Settings(BaseModel):
         "writer": WriterSettings,
         "audit": AuditSettings,
         "graphql": GraphQLSettings,
+        "shutdown": ShutdownSettings,
     }
 
     service: ServiceSettings
@@ -207,6 +226,7 @@ class Settings(BaseModel):
     writer: WriterSettings
     audit: AuditSettings
     graphql: GraphQLSettings
+    shutdown: ShutdownSettings
 
     @property
     def graphiql_enabled(self) -> bool:

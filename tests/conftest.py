@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
 from starlette.applications import Starlette
 
 from datastorage.app import create_app
@@ -43,6 +44,19 @@ async def database_url() -> AsyncIterator[str]:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def empty_redis_db() -> AsyncIterator[None]:
+    """The test Redis database starts and ends empty: DLQ entries left by an earlier session
+    would otherwise be replayed by this session's drainer into this session's database."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.flushdb()
+        yield
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

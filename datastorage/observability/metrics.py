@@ -90,6 +90,53 @@ class Metrics:
             registry=r,
         )  # fmt: skip
 
+        self.dlq_depth = Gauge(
+            "datastorage_dlq_depth", "Entries waiting in a DLQ stream", ("stream",), registry=r
+        )
+        self.dlq_capacity_ratio = Gauge(
+            "datastorage_dlq_capacity_ratio", "DLQ depth / capacity (1.0 = writes refused)",
+            ("stream",), registry=r,
+        )  # fmt: skip
+        self.dlq_oldest_age = Gauge(
+            "datastorage_dlq_oldest_age_seconds", "Age of the oldest entry waiting in a DLQ stream",
+            ("stream",), registry=r,
+        )  # fmt: skip
+        self.dlq_dead_letters = Gauge(
+            "datastorage_dlq_dead_letters",
+            "Entries in a dead-letter stream",
+            ("stream",),
+            registry=r,
+        )
+        self.dlq_capacity_threshold = Gauge(
+            "datastorage_dlq_capacity_threshold",
+            "Capacity ratios at which the service warns (for alert rules)", ("level",), registry=r,
+        )  # fmt: skip
+        self.dlq_enqueued = Counter(
+            "datastorage_dlq_enqueued_total", "Entries queued on the DLQ", ("stream",), registry=r
+        )
+        self.dlq_refused = Counter(
+            "datastorage_dlq_refused_total",
+            "Entries the DLQ could not take (full or Redis unavailable); their requests got 503",
+            ("stream", "reason"), registry=r,
+        )  # fmt: skip
+        self.dlq_replayed = Counter(
+            "datastorage_dlq_replayed_total", "DLQ entries stored in PostgreSQL by replay",
+            ("stream",), registry=r,
+        )  # fmt: skip
+        self.dlq_dead_lettered = Counter(
+            "datastorage_dlq_dead_lettered_total", "DLQ entries moved to the dead-letter stream",
+            ("stream", "reason"), registry=r,
+        )  # fmt: skip
+        self.dlq_replay_lag = Histogram(
+            "datastorage_dlq_replay_lag_seconds", "Time from DLQ enqueue to replayed commit",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400), registry=r,
+        )  # fmt: skip
+        self.circuit_breaker_state = Gauge(
+            "datastorage_circuit_breaker_state",
+            "Circuit breaker around a dependency: 0 closed, 1 open, 2 half-open",
+            ("dependency",), registry=r,
+        )  # fmt: skip
+
     def write_result(self, result: str) -> Counter:
         """The counter child of one write result (cached: labels() is costly per request)."""
         child = self._write_results.get(result)

@@ -19,6 +19,17 @@ class PermanentDataError(PersistenceError):
         self.sqlstate = sqlstate
 
 
+class DuplicateNotification(PermanentDataError):
+    """A notification audit record with this notification_id is already stored."""
+
+    def __init__(self, notification_id: str, *, differs: bool = False) -> None:
+        what = "a different record" if differs else "a record"
+        # The id stays out of the message: each caller words its own answer from the attribute.
+        super().__init__(f"{what} with this notification_id is already stored", sqlstate="23505")
+        self.notification_id = notification_id
+        self.differs = differs
+
+
 class MigrationError(PersistenceError):
     """The schema cannot be brought up to date (e.g. an applied migration was edited)."""
 

@@ -84,3 +84,21 @@ audit_legal_holds = Table(
     Column("released_at", DateTime(timezone=True)),
     Column("release_reason", Text),
 )
+
+notification_audit = Table(
+    "notification_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("remediation_id", String(255), nullable=False),
+    Column("notification_id", String(255), nullable=False),
+    Column("recipient", String(500), nullable=False),
+    Column("channel", String(50), nullable=False),
+    Column("message_summary", String(1000), nullable=False),
+    Column("status", String(50), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("delivery_status", String(255)),
+    Column("error_message", Text),
+    Column("escalation_level", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

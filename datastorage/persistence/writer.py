@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 import time
@@ -21,6 +22,7 @@ from datastorage.domain import NewAuditEvent, StoredEvent, WriteResult
 from datastorage.observability.metrics import Metrics
 from datastorage.persistence.audit_events import ChainHasher, store_events
 from datastorage.persistence.chain_heads import ChainHeadCache
+from datastorage.persistence.circuit_breaker import CircuitBreaker
 from datastorage.persistence.database import classify
 from datastorage.persistence.errors import (
     PermanentDataError,
@@ -31,9 +33,9 @@ from datastorage.persistence.errors import (
 
 log = logging.getLogger(__name__)
 
-# Called with the events of a flush that PostgreSQL could not take; True when they are queued
-# durably elsewhere (the Redis DLQ), False when they could not be.
-Fallback = Callable[[Sequence[NewAuditEvent]], Awaitable[bool]]
+# Called with the events of a flush that PostgreSQL could not take and why; True when they are
+# queued durably elsewhere (the Redis DLQ). Raises WriteUnavailable (or returns False) when not.
+Fallback = Callable[[Sequence[NewAuditEvent], str], Awaitable[bool]]
 # Called when a flush failed because a partition is missing, before the retry.
 Repair = Callable[[], Awaitable[None]]
 
@@ -54,6 +56,8 @@ class WriterConfig:
 class _Ticket:
     events: Sequence[NewAuditEvent]
     future: asyncio.Future[WriteResult]
+    # False for DLQ replay: its events are already queued, a failure leaves them there.
+    fallback_allowed: bool = True
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
@@ -69,6 +73,7 @@ class GroupCommitWriter:
         *,
         fallback: Fallback | None = None,
         repair: Repair | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._pool = pool
         self._hasher = hasher
@@ -76,12 +81,14 @@ class GroupCommitWriter:
         self._metrics = metrics
         self._fallback = fallback
         self._repair = repair
+        self.breaker = breaker or CircuitBreaker()
         # Chain heads this process committed last: most flushes then need one statement.
         self._heads = ChainHeadCache()
         self._tickets: collections.deque[_Ticket] = collections.deque()
         self._queued = 0
         self._work = asyncio.Event()
         self._space = asyncio.Event()
+        self._settled = asyncio.Event()  # set after every flush
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._in_flight = 0
@@ -99,16 +106,30 @@ class GroupCommitWriter:
         for index in range(self._config.flushers):
             self._tasks.append(asyncio.create_task(self._run(), name=f"audit-writer-{index}"))
 
-    async def submit(self, events: Sequence[NewAuditEvent]) -> WriteResult:
+    async def submit(
+        self, events: Sequence[NewAuditEvent], *, fallback_allowed: bool = True
+    ) -> WriteResult:
         """Write `events` together; returns after they are committed (or queued by the fallback)."""
         if self._closing:
             raise WriteUnavailable("the service is shutting down", self._config.retry_after_s)
         await self._wait_for_room(len(events))
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._tickets.append(_Ticket(events, future))
+        self._tickets.append(_Ticket(events, future, fallback_allowed))
         self._queued += len(events)
         self._work.set()
         return await future
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every accepted write is answered; False if the timeout came first."""
+        deadline = time.monotonic() + timeout_s
+        while self.queued:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._settled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), remaining)
+        return True
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Stop taking writes, flush what is queued, then stop the flush tasks."""
@@ -185,6 +206,7 @@ class GroupCommitWriter:
                 )
         finally:
             self._in_flight -= size
+            self._settled.set()
 
     async def _write(self, batch: list[_Ticket]) -> None:
         events = [event for ticket in batch for event in ticket.events]
@@ -214,15 +236,22 @@ class GroupCommitWriter:
     async def _store_with_retries(self, events: list[NewAuditEvent]) -> list[StoredEvent]:
         attempt = 0
         while True:
+            if not self.breaker.allow():
+                # Open: PostgreSQL failed repeatedly; do not hold requests for retries.
+                raise TransientDatabaseError("PostgreSQL circuit breaker is open")
             try:
                 async with self._pool.acquire() as connection:
-                    return await store_events(connection, events, self._hasher, self._heads)
+                    stored = await store_events(connection, events, self._hasher, self._heads)
+                self.breaker.record_success()
+                return stored
             except Exception as exc:
                 translated = classify(exc)
                 if translated is None:
                     raise
                 if isinstance(translated, PermanentDataError):
+                    self.breaker.record_success()  # PostgreSQL answered; the data was bad
                     raise translated from exc
+                self.breaker.record_failure()
                 attempt += 1
                 self._metrics.flush_failures.labels("transient").inc()
                 if attempt > self._config.transient_retries:
@@ -246,21 +275,23 @@ class GroupCommitWriter:
         self, batch: list[_Ticket], events: list[NewAuditEvent], exc: Exception
     ) -> None:
         log.warning("PostgreSQL could not take %d events: %s", len(events), exc)
+        allowed = [ticket for ticket in batch if ticket.fallback_allowed]
+        refusal = WriteUnavailable("PostgreSQL is unavailable", self._config.retry_after_s)
         queued = False
-        if self._fallback is not None:
+        if allowed and self._fallback is not None:
             try:
-                queued = await self._fallback(events)
+                queued = await self._fallback(
+                    [event for ticket in allowed for event in ticket.events], str(exc)
+                )
+            except WriteUnavailable as unavailable:
+                refusal = unavailable
             except Exception:
                 log.exception("the write fallback failed")
-        if queued:
-            for ticket in batch:
-                _settle(ticket, result=WriteResult(queued=True))
-            return
         for ticket in batch:
-            _settle(
-                ticket,
-                exception=WriteUnavailable("PostgreSQL is unavailable", self._config.retry_after_s),
-            )
+            if queued and ticket.fallback_allowed:
+                _settle(ticket, result=WriteResult(queued=True))
+            else:
+                _settle(ticket, exception=refusal)
 
     def _fail_leftovers(self) -> None:
         while self._tickets:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from datastorage.observability.metrics import Metrics
 from datastorage.persistence.database import Database
+from datastorage.persistence.dlq import DeadLetterQueue
+from datastorage.persistence.dlq_monitor import DlqMonitor
+from datastorage.persistence.dlq_replay import DlqDrainer
 from datastorage.persistence.redis_store import Redis
 from datastorage.persistence.writer import GroupCommitWriter
 from datastorage.resolvers.event_schemas import load_event_schemas
@@ -26,8 +30,14 @@ class Services:
     rules: EventRules
     started_at: float
     redis: Redis | None = None
+    dlq: DeadLetterQueue | None = None
+    dlq_monitor: DlqMonitor | None = None
+    drainer: DlqDrainer | None = None
     shutting_down: bool = False
     migrations_pending: bool = False
+    # Queues a notification audit record (its JSON-ready payload, the reason PostgreSQL failed)
+    # on the Redis DLQ; True when queued durably. None when no DLQ is configured.
+    notification_fallback: Callable[[dict[str, Any], str], Awaitable[bool]] | None = None
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datastorage.persistence import database, redis_store
+from datastorage.persistence.dlq import DlqUnavailable
 from datastorage.resolvers.context import Services
 
 VERSION = "0.1.0"
@@ -41,8 +42,16 @@ async def health(services: Services) -> tuple[bool, dict[str, Any]]:
     db = services.database
     postgres_up = await database.ping(db)
     redis_status = "not_configured"
+    dlq_depth, dlq_ratio = 0, 0.0
     if services.redis is not None:
         redis_status = "up" if await redis_store.ping(services.redis) else "down"
+    if redis_status == "up" and services.dlq_monitor is not None:
+        try:
+            streams = await services.dlq_monitor.refresh()
+            dlq_depth = sum(status.depth for status in streams.values())
+            dlq_ratio = max(status.ratio for status in streams.values())
+        except DlqUnavailable:
+            redis_status = "down"
     if not postgres_up or services.shutting_down:
         status = "unhealthy"
     elif redis_status == "down":
@@ -56,12 +65,13 @@ async def health(services: Services) -> tuple[bool, dict[str, Any]]:
                 "status": "up" if postgres_up else "down",
                 "pool_in_use": db.in_use,
                 "pool_size": db.size,
+                "circuit_breaker": services.writer.breaker.state.name.lower(),
             },
             "redis": {
                 "status": redis_status,
-                "dlq_depth": 0,
+                "dlq_depth": dlq_depth,
                 "dlq_max": services.settings.dlq.max_len,
-                "dlq_capacity_ratio": 0.0,
+                "dlq_capacity_ratio": round(dlq_ratio, 4),
             },
             "writer": {"queued": services.writer.queued},
         },

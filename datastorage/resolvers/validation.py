@@ -57,7 +57,7 @@ class RequestHints:
     span_id: str | None = None
 
 
-class _Errors:
+class FieldErrors:
     """Collects every broken rule of one event so the caller can fix them all at once."""
 
     __slots__ = ("found", "prefix")
@@ -83,11 +83,11 @@ def validate_event(
         if not prefix:
             # The request as a whole has the wrong shape: no field is to blame.
             raise InvalidRequest(
-                f"the body must be a JSON object (one event), got {_json_type(body)}"
+                f"the body must be a JSON object (one event), got {json_type(body)}"
             )
         raise ValidationFailed({prefix.rstrip("."): "must be a JSON object"})
-    errors = _Errors(prefix)
-    text = _TextReader(body, errors)
+    errors = FieldErrors(prefix)
+    text = TextReader(body, errors)
     client_id = _uuid(body, "event_id", errors)
     event_id = client_id or uuid_utils.uuid7()
     category = text.required("event_category", 50)
@@ -127,10 +127,10 @@ def validate_event(
         namespace=text.optional("namespace", 253),
         cluster_name=cluster,
         severity=text.optional("severity", 20),
-        duration_ms=_integer(body, "duration_ms", 0, INT64_MAX, None, errors),
+        duration_ms=int_field(body, "duration_ms", 0, INT64_MAX, None, errors),
         error_code=text.optional("error_code", 50),
         error_message=text.optional("error_message", ERROR_MESSAGE_MAX_BYTES, in_bytes=True),
-        retention_days=_integer(body, "retention_days", 1, 2555, RETENTION_DAYS_DEFAULT, errors)
+        retention_days=int_field(body, "retention_days", 1, 2555, RETENTION_DAYS_DEFAULT, errors)
         or RETENTION_DAYS_DEFAULT,
         is_sensitive=_boolean(body, "is_sensitive", errors),
         event_data_json=event_data_json or "{}",
@@ -170,12 +170,12 @@ def validate_batch(
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-class _TextReader:
+class TextReader:
     """Reads string fields: absent or null is allowed for optional ones, never a wrong type."""
 
     __slots__ = ("body", "errors")
 
-    def __init__(self, body: Mapping[str, Any], errors: _Errors) -> None:
+    def __init__(self, body: Mapping[str, Any], errors: FieldErrors) -> None:
         self.body = body
         self.errors = errors
 
@@ -194,7 +194,7 @@ class _TextReader:
 
     def _checked(self, field: str, value: Any, max_len: int, *, in_bytes: bool) -> str | None:
         if not isinstance(value, str):
-            self.errors.add(field, f"must be a string, got {_json_type(value)}")
+            self.errors.add(field, f"must be a string, got {json_type(value)}")
             return None
         if not value.isascii():
             try:
@@ -214,7 +214,7 @@ class _TextReader:
         return value
 
 
-def _cluster(text: _TextReader) -> str | None:
+def _cluster(text: TextReader) -> str | None:
     name = text.optional("cluster_name", 255)
     alias = text.optional("cluster_id", 255)
     if name is not None and alias is not None and name != alias:
@@ -225,7 +225,7 @@ def _cluster(text: _TextReader) -> str | None:
 
 
 def _timestamp(
-    body: Mapping[str, Any], rules: EventRules, errors: _Errors, now: dt.datetime
+    body: Mapping[str, Any], rules: EventRules, errors: FieldErrors, now: dt.datetime
 ) -> dt.datetime | None:
     raw = body.get("event_timestamp")
     if raw is None or raw == "":
@@ -261,18 +261,18 @@ def parse_rfc3339(raw: Any) -> dt.datetime | None:
         return None
 
 
-def _outcome(body: Mapping[str, Any], errors: _Errors) -> str | None:
+def _outcome(body: Mapping[str, Any], errors: FieldErrors) -> str | None:
     value = body.get("event_outcome")
     if value is None or value == "":
         errors.add("event_outcome", "is required")
         return None
     if not isinstance(value, str) or value not in OUTCOMES:
-        errors.add("event_outcome", f"must be one of {', '.join(OUTCOMES)}, got {_preview(value)}")
+        errors.add("event_outcome", f"must be one of {', '.join(OUTCOMES)}, got {preview(value)}")
         return None
     return value
 
 
-def _uuid(body: Mapping[str, Any], field: str, errors: _Errors) -> uuid.UUID | None:
+def _uuid(body: Mapping[str, Any], field: str, errors: FieldErrors) -> uuid.UUID | None:
     value = body.get(field)
     if value is None:
         return None
@@ -281,11 +281,11 @@ def _uuid(body: Mapping[str, Any], field: str, errors: _Errors) -> uuid.UUID | N
             return uuid.UUID(value)
         except ValueError:
             pass
-    errors.add(field, f"must be a UUID, got {_preview(value)}")
+    errors.add(field, f"must be a UUID, got {preview(value)}")
     return None
 
 
-def _ip(body: Mapping[str, Any], errors: _Errors) -> str | None:
+def _ip(body: Mapping[str, Any], errors: FieldErrors) -> str | None:
     value = body.get("actor_ip")
     if value is None or value == "":
         return None
@@ -297,18 +297,24 @@ def _ip(body: Mapping[str, Any], errors: _Errors) -> str | None:
         # PostgreSQL's inet has no zone (`fe80::1%eth0`): it would store another address.
         if address is not None and not getattr(address, "scope_id", None):
             return str(address)
-    errors.add("actor_ip", f"must be an IPv4 or IPv6 address, got {_preview(value)}")
+    errors.add("actor_ip", f"must be an IPv4 or IPv6 address, got {preview(value)}")
     return None
 
 
-def _integer(
-    body: Mapping[str, Any], field: str, low: int, high: int, default: int | None, errors: _Errors
+def int_field(
+    body: Mapping[str, Any],
+    field: str,
+    low: int,
+    high: int,
+    default: int | None,
+    errors: FieldErrors,
 ) -> int | None:
+    """An optional integer within low..high; absent or null gives `default`."""
     value = body.get(field)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        errors.add(field, f"must be an integer, got {_json_type(value)}")
+        errors.add(field, f"must be an integer, got {json_type(value)}")
         return default
     if not low <= value <= high:
         errors.add(field, f"must be between {low} and {high}, got {value}")
@@ -316,23 +322,23 @@ def _integer(
     return value
 
 
-def _boolean(body: Mapping[str, Any], field: str, errors: _Errors) -> bool:
+def _boolean(body: Mapping[str, Any], field: str, errors: FieldErrors) -> bool:
     value = body.get(field)
     if value is None:
         return False
     if not isinstance(value, bool):
-        errors.add(field, f"must be a boolean, got {_json_type(value)}")
+        errors.add(field, f"must be a boolean, got {json_type(value)}")
         return False
     return value
 
 
-def _event_data(body: Mapping[str, Any], errors: _Errors) -> str | None:
+def _event_data(body: Mapping[str, Any], errors: FieldErrors) -> str | None:
     value = body.get("event_data")
     if value is None:
         errors.add("event_data", "is required")
         return None
     if not isinstance(value, dict):
-        errors.add("event_data", f"must be a JSON object, got {_json_type(value)}")
+        errors.add("event_data", f"must be a JSON object, got {json_type(value)}")
         return None
     try:
         # Sorted keys: the stored text is then the canonical form the hash chain covers.
@@ -399,7 +405,8 @@ def _reject_repeated_ids(events: list[NewAuditEvent]) -> None:
         raise ValidationFailed(errors)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
     names: dict[type, str] = {
         bool: "boolean",
         int: "integer",
@@ -412,6 +419,7 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _preview(value: Any) -> str:
+def preview(value: Any) -> str:
+    """A short repr of a client's value, for messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

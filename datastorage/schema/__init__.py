@@ -23,6 +23,7 @@ from datastorage.resolvers.errors import DomainError
 from datastorage.schema.allowlist import allowlist_rule
 from datastorage.schema.audit import AuditMutation, AuditQuery
 from datastorage.schema.audit_types import LONG_SCALAR, Long
+from datastorage.schema.notifications import NotificationMutation
 from datastorage.schema.observe import OperationMetrics
 from datastorage.settings import Settings
 
@@ -33,7 +34,7 @@ class Query(AuditQuery):
 
 
 @strawberry.type
-class Mutation(AuditMutation):
+class Mutation(AuditMutation, NotificationMutation):
     pass
 
 

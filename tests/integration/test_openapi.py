@@ -521,7 +521,7 @@ async def test_queued_writes_answer_202_as_declared(
         services = app.state.services
         queued: list[int] = []
 
-        async def fallback(events: Any) -> bool:
+        async def fallback(events: Any, reason: str) -> bool:
             queued.append(len(events))
             return True
 

@@ -28,6 +28,7 @@ def _environment(database_url: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATASTORAGE_DATABASE_URL": database_url,
         "DATASTORAGE_REDIS_URL": REDIS_URL,
+        "DATASTORAGE_SHUTDOWN_DELAY_S": "0",
     }
 
 
