@@ -1,4 +1,4 @@
-"""`datastorage ...`: serve, migrate, partitions ensure."""
+"""`datastorage ...`: serve, migrate, partitions ensure, dlq status | replay-dead-letters."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve,
         "migrate": _migrate,
         "partitions": _partitions,
+        "dlq": _dlq,
     }[args.command]
     try:
         return handler(settings, args)
@@ -56,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     partitions.add_argument(
         "action", choices=["ensure"], help="create the partitions that should exist"
     )
+    dlq = commands.add_parser("dlq", help="the Redis dead-letter queue")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    status = dlq_actions.add_parser("status", help="depth, capacity, oldest entry, dead letters")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    replay = dlq_actions.add_parser(
+        "replay-dead-letters",
+        help="move dead letters back into the queue (after fixing their cause) for replay",
+    )
+    replay.add_argument("--stream", choices=["events", "notifications", "all"], default="all")
+    replay.add_argument("--limit", type=int, help="at most this many per stream")
     return parser
 
 
@@ -149,6 +160,83 @@ def _partitions(settings: Settings, args: argparse.Namespace) -> int:
         )
     )
     print(f"created {len(created)} partition(s)" + (": " + ", ".join(created) if created else ""))
+    return 0
+
+
+def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from datastorage.persistence.dlq import DlqFull, DlqUnavailable
+
+    if not settings.redis.url:
+        raise SettingsError("DATASTORAGE_REDIS_URL: required for this command")
+    try:
+        if args.action == "status":
+            return _dlq_status(settings.redis.url, settings.dlq.max_len, as_json=args.json)
+        return _dlq_replay(settings.redis.url, settings.dlq.max_len, args.stream, args.limit)
+    except DlqUnavailable as exc:
+        print(f"datastorage: Redis does not answer ({exc})", file=sys.stderr)
+        return 1
+    except DlqFull as exc:
+        print(f"datastorage: stopped, the queue is full: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dlq_status(redis_url: str, capacity: int, *, as_json: bool) -> int:
+    import json
+
+    from datastorage.persistence.dlq_admin import dlq_report
+
+    reports = asyncio.run(dlq_report(redis_url, capacity))
+    rows = [
+        {
+            "stream": r.status.stream.queue,
+            "depth": r.status.depth,
+            "capacity": r.status.capacity,
+            "capacity_ratio": round(r.status.ratio, 4),
+            "oldest_age_seconds": round(r.status.oldest_age_s, 1),
+            "unacknowledged": r.unacknowledged,
+            "consumers": r.consumers,
+            "dead_letter_stream": r.status.stream.dead,
+            "dead_letters": r.status.dead_letters,
+        }
+        for r in reports
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'stream':<26}{'depth':>9}{'capacity':>10}{'used':>7}{'oldest':>10}"
+          f"{'unacked':>9}{'consumers':>11}{'dead letters':>14}")  # fmt: skip
+    for row in rows:
+        print(
+            f"{row['stream']:<26}{row['depth']:>9}{row['capacity']:>10}"
+            f"{row['capacity_ratio']:>7.0%}{row['oldest_age_seconds']:>9.0f}s"
+            f"{row['unacknowledged']:>9}{row['consumers']:>11}{row['dead_letters']:>14}"
+        )
+    return 0
+
+
+def _dlq_replay(redis_url: str, capacity: int, which: str, limit: int | None) -> int:
+    from datastorage.persistence.dlq import STREAMS, StreamPair
+    from datastorage.persistence.dlq_admin import ReviveResult, revive_dead_letters
+
+    streams = tuple(s for s in STREAMS if which in ("all", s.name))
+    terminal = sys.stdout.isatty()
+
+    def progress(stream: StreamPair, result: ReviveResult, total: int) -> None:
+        line = f"{stream.dead}: {result.revived}/{total} moved back"
+        if terminal:
+            done = int(30 * result.revived / total) if total else 30
+            print(f"\r{line} [{'#' * done}{'.' * (30 - done)}]", end="", flush=True)
+        else:
+            print(line, flush=True)
+
+    results = asyncio.run(revive_dead_letters(redis_url, capacity, streams, limit, progress))
+    if terminal:
+        print()
+    for stream in streams:
+        result = results[stream.name]
+        note = f", {result.skipped} undecodable left in place" if result.skipped else ""
+        print(f"{stream.dead}: {result.revived} moved back to {stream.queue}{note}")
+    print("the service's drainers replay them into PostgreSQL (datastorage dlq status)")
     return 0
 
 

@@ -61,22 +61,17 @@ for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', 'message', ARGV[i]) end
 return depth + #ARGV - 1
 """
 
-# Move dead letters back into the queue (oldest first), within the queue's capacity.
+# Move dead letters back into the queue: check room, add the (reset) messages, delete the dead
+# entries, atomically, so an entry is never in both streams nor in neither.
+# KEYS: queue, dead; ARGV: capacity, n, message 1..n, dead id 1..n.
 _REVIVE = """
-local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1])
-local want = math.min(room, tonumber(ARGV[2]))
-if want <= 0 then return 0 end
-local entries = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', want)
-for _, entry in ipairs(entries) do
-    local fields = entry[2]
-    for i = 1, #fields, 2 do
-        if fields[i] == 'message' then
-            redis.call('XADD', KEYS[1], '*', 'message', fields[i + 1])
-        end
-    end
-    redis.call('XDEL', KEYS[2], entry[1])
+local n = tonumber(ARGV[2])
+if redis.call('XLEN', KEYS[1]) + n > tonumber(ARGV[1]) then return -1 end
+for i = 1, n do
+    redis.call('XADD', KEYS[1], '*', 'message', ARGV[2 + i])
+    redis.call('XDEL', KEYS[2], ARGV[2 + n + i])
 end
-return #entries
+return n
 """
 
 
@@ -178,14 +173,44 @@ class DeadLetterQueue:
             )
         )
 
-    async def revive(self, stream: StreamPair, limit: int) -> int:
-        """Move up to `limit` dead letters back into the queue; returns how many moved."""
+    async def dead_letters(self, stream: StreamPair, after: str, count: int) -> list[Entry]:
+        """Dead letters after entry id `after` (exclusive; "-" for the first), oldest first."""
+        raw: Any
         try:
-            return int(
-                await self._revive(keys=[stream.queue, stream.dead], args=[self.capacity, limit])
+            raw = await self.client.xrange(
+                stream.dead, min="-" if after == "-" else f"({after}", count=count
             )
         except (RedisError, OSError) as exc:
             raise DlqUnavailable(f"Redis: {type(exc).__name__}") from None
+        return _entries(raw)
+
+    async def revive(self, stream: StreamPair, entries: list[tuple[Entry, bytes]]) -> None:
+        """Put dead letters back in the queue with new messages (DlqFull if they do not fit)."""
+        if not entries:
+            return
+        args: list[int | bytes | str] = [self.capacity, len(entries)]
+        args += [message for _, message in entries]
+        args += [entry.id for entry, _ in entries]
+        try:
+            moved = int(await self._revive(keys=[stream.queue, stream.dead], args=args))
+        except (RedisError, OSError) as exc:
+            raise DlqUnavailable(f"Redis: {type(exc).__name__}") from None
+        if moved < 0:
+            raise DlqFull(f"{stream.queue} has no room for {len(entries)} more entries")
+
+    async def consumers(self, stream: StreamPair) -> tuple[int, int]:
+        """(consumers in the group, entries read but not yet acknowledged)."""
+        try:
+            groups = await self.client.xinfo_groups(stream.queue)
+        except ResponseError:
+            return 0, 0  # no stream yet
+        except (RedisError, OSError) as exc:
+            raise DlqUnavailable(f"Redis: {type(exc).__name__}") from None
+        for group in groups:
+            name = group.get("name")
+            if name in (GROUP, GROUP.encode()):
+                return int(group.get("consumers", 0)), int(group.get("pending", 0))
+        return 0, 0
 
     async def status(self, stream: StreamPair) -> StreamStatus:
         """Depth, dead letters and the age of the oldest waiting entry, in one round trip."""

@@ -23,13 +23,14 @@ from datastorage.resolvers.errors import DomainError
 from datastorage.schema.allowlist import allowlist_rule
 from datastorage.schema.audit import AuditMutation, AuditQuery
 from datastorage.schema.audit_types import LONG_SCALAR, Long
+from datastorage.schema.dlq import DlqQuery
 from datastorage.schema.notifications import NotificationMutation
 from datastorage.schema.observe import OperationMetrics
 from datastorage.settings import Settings
 
 
 @strawberry.type
-class Query(AuditQuery):
+class Query(AuditQuery, DlqQuery):
     pass
 
 
