@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import pytest
 import redis.asyncio as redis
 
 from datastorage.app import create_app
@@ -193,3 +195,25 @@ async def test_a_burst_through_an_outage_stores_every_acknowledged_event_once(
         # Refused (503) events may or may not be stored; acknowledged ones are, exactly once.
         refused = {uuid.UUID(i) for i, status in statuses.items() if status == 503}
         assert set(ids) - acknowledged <= refused
+
+
+async def test_capacity_warnings_are_logged_at_80_90_and_95_percent(
+    outage_settings: Callable[..., Settings],
+    pg: PrivatePostgres,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(outage_settings(dlq={"max_len": 20}))
+    async with running(app) as client:
+        pg.stop()
+        seen: list[tuple[int, str]] = []
+        for depth in range(1, 21):
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="datastorage.persistence.dlq_monitor"):
+                assert (await client.post(SINGLE, json=event_body())).status_code == 202
+            seen += [(depth, r.levelname + " " + r.getMessage().rsplit(": ", 1)[1])
+                     for r in caplog.records if "capacity" in r.getMessage()]  # fmt: skip
+        pg.start()
+    assert seen[0] == (16, "INFO warning")  # 16 of 20 = 80%
+    assert (18, "ERROR critical") in seen  # 90%
+    assert (19, "ERROR overflow imminent") in seen  # 95%
+    assert all(depth >= 16 for depth, _ in seen)
