@@ -242,6 +242,7 @@ def _start_dlq(services: Services) -> None:
             batch=settings.dlq.replay_batch,
             max_retries=settings.dlq.max_retries,
             claim_idle_ms=int(settings.dlq.claim_idle_s * 1000),
+            claim_every_s=min(10.0, settings.dlq.claim_idle_s),
         ),
         store_notification=_notification_store(services),
     )

@@ -71,3 +71,38 @@ async def test_poison_entries_are_dead_lettered_with_their_reason(
             assert metric(metrics, 'datastorage_dlq_depth{stream="events"}') == 0
     finally:
         await client_redis.aclose()
+
+
+async def test_entries_held_by_a_dead_consumer_are_claimed_and_stored_once(
+    outage_settings: Callable[..., Settings], pg: PrivatePostgres, redis_server: PrivateRedis
+) -> None:
+    app = create_app(outage_settings(dlq={"claim_idle_s": 0.5}))
+    client_redis = redis.Redis.from_url(redis_server.url)
+    try:
+        async with running(app) as client:
+            pg.stop()
+            bodies = [event_body(event_id=str(uuid.uuid4())) for _ in range(3)]
+            for body in bodies:
+                assert (await client.post(SINGLE, json=body)).status_code == 202
+            # Another replica reads the entries and dies before acknowledging them.
+            taken = await client_redis.xreadgroup(
+                "data-storage-retry-workers", "dead-replica", {"audit:dlq:events": ">"}
+            )
+            held = taken[0][1] if taken else []
+            pg.start()
+            wanted = {uuid.UUID(body["event_id"]) for body in bodies}
+
+            async def settled() -> bool:
+                done = wanted <= set(await stored_ids(pg))
+                return done and int(await client_redis.xlen("audit:dlq:events")) == 0
+
+            await wait_for(settled, 20, "the abandoned entries to be claimed and stored")
+            pending = await client_redis.xpending("audit:dlq:events", "data-storage-retry-workers")
+            assert pending["pending"] == 0
+            ids = await stored_ids(pg)
+            assert len(ids) == len(set(ids)) == 3
+            if held:  # the drainer may have read some itself before the dead replica did
+                metrics = (await client.get("/metrics")).text
+                assert metric(metrics, "datastorage_dlq_replayed_total") == 3
+    finally:
+        await client_redis.aclose()
