@@ -9,7 +9,11 @@ from typing import Any
 import asyncpg
 import asyncpg.pool
 
-from datastorage.persistence.errors import PermanentDataError, TransientDatabaseError
+from datastorage.persistence.errors import (
+    MissingPartition,
+    PermanentDataError,
+    TransientDatabaseError,
+)
 
 APPLICATION_NAME = "datastorage"
 
@@ -106,8 +110,12 @@ async def migrations_pending(db: Database) -> bool:
 
 # SQLSTATE classes whose cause is the data itself: retrying or queueing cannot help.
 _PERMANENT_CLASSES = ("22", "23", "42")
-# Conditions that pass when the server recovers (shutdown, connection limits, serialization).
+# Conditions that pass when the server recovers: shutdown, connection limits, serialization,
+# resources (53: disk full, out of memory), a standby that does not take writes yet after a
+# failover (25006), lock timeouts. Queued on the DLQ, they are replayed once it passes.
+_TRANSIENT_CLASSES = ("08", "53", "57")
 _TRANSIENT_STATES = {
+    "25006",
     "40001",
     "40P01",
     "53300",
@@ -131,8 +139,8 @@ def classify(exc: BaseException) -> TransientDatabaseError | PermanentDataError 
         state = str(getattr(exc, "sqlstate", "") or "")
         message = str(getattr(exc, "message", "")) or type(exc).__name__
         if state == "23514" and "no partition" in message:
-            return TransientDatabaseError("no partition for the event date yet")
-        if state in _TRANSIENT_STATES or state.startswith("08"):
+            return MissingPartition("no partition for the event date yet")
+        if state in _TRANSIENT_STATES or state[:2] in _TRANSIENT_CLASSES:
             return TransientDatabaseError(f"database unavailable (SQLSTATE {state})")
         if state[:2] in _PERMANENT_CLASSES:
             return PermanentDataError(_safe_reason(exc, state), sqlstate=state)

@@ -11,6 +11,10 @@ class TransientDatabaseError(PersistenceError):
     """PostgreSQL cannot take the write now (down, restarting, overloaded); a retry may succeed."""
 
 
+class MissingPartition(TransientDatabaseError):
+    """No audit_events partition covers an event's date: maintenance may not have run yet."""
+
+
 class PermanentDataError(PersistenceError):
     """PostgreSQL rejected the data itself; retrying or queueing the same data cannot succeed."""
 

@@ -25,6 +25,7 @@ from datastorage.persistence.chain_heads import ChainHeadCache
 from datastorage.persistence.circuit_breaker import CircuitBreaker
 from datastorage.persistence.database import classify
 from datastorage.persistence.errors import (
+    MissingPartition,
     PermanentDataError,
     TransientDatabaseError,
     WriteRejected,
@@ -235,6 +236,7 @@ class GroupCommitWriter:
 
     async def _store_with_retries(self, events: list[NewAuditEvent]) -> list[StoredEvent]:
         attempt = 0
+        repaired = False
         while True:
             if not self.breaker.allow():
                 # Open: PostgreSQL failed repeatedly; do not hold requests for retries.
@@ -251,13 +253,23 @@ class GroupCommitWriter:
                 if isinstance(translated, PermanentDataError):
                     self.breaker.record_success()  # PostgreSQL answered; the data was bad
                     raise translated from exc
+                if isinstance(translated, MissingPartition):
+                    self.breaker.record_success()  # PostgreSQL answered
+                    if repaired or self._repair is None:
+                        # Maintenance ran and the month is still not kept (e.g. a replayed event
+                        # older than the retained months): retrying can never store it.
+                        raise PermanentDataError(
+                            "no partition covers the event date (outside the months kept)",
+                            sqlstate="23514",
+                        ) from exc
+                    repaired = True
+                    await self._repair()
+                    continue
                 self.breaker.record_failure()
                 attempt += 1
                 self._metrics.flush_failures.labels("transient").inc()
                 if attempt > self._config.transient_retries:
                     raise translated from exc
-                if self._repair and "partition" in str(translated):
-                    await self._repair()
                 # Jittered exponential backoff so replicas do not retry in lockstep.
                 await asyncio.sleep(
                     self._config.retry_base_s * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)

@@ -43,6 +43,14 @@ async def test_poison_entries_are_dead_lettered_with_their_reason(
             tired = {**template, "retry_count": 6, "last_error": "RuntimeError"}
             tired["payload"] = {**template["payload"], "event_id": str(uuid.uuid4())}
             await client_redis.xadd("audit:dlq:events", {"message": orjson.dumps(tired)})
+            # Older than any partition kept: maintenance cannot help, so it is the data's fault.
+            ancient = dict(template)
+            ancient["payload"] = {
+                **template["payload"],
+                "event_id": str(uuid.uuid4()),
+                "event_timestamp": "2020-01-01T00:00:00.000000Z",
+            }
+            await client_redis.xadd("audit:dlq:events", {"message": orjson.dumps(ancient)})
             pg.start()
             wanted = {uuid.UUID(body["event_id"]) for body in good}
 
@@ -55,19 +63,20 @@ async def test_poison_entries_are_dead_lettered_with_their_reason(
                 orjson.loads(fields[b"message"])
                 for _, fields in await client_redis.xrange("audit:dead-letter:events")
             ]
-            assert len(dead) == 3
+            assert len(dead) == 4
             reasons = {
                 entry["payload"].get("event_id", "raw"): entry["last_error"] for entry in dead
             }
             assert "SQLSTATE 23514" in reasons[refused["payload"]["event_id"]]
             assert reasons[tired["payload"]["event_id"]] == "RuntimeError"
             assert reasons["raw"].startswith("undecodable")
+            assert "no partition" in reasons[ancient["payload"]["event_id"]]
             assert set(await stored_ids(pg)) == wanted
             await client.get("/health")  # refreshes the DLQ gauges now
             metrics = (await client.get("/metrics")).text
-            assert metric(metrics, "datastorage_dlq_dead_lettered_total") == 3
+            assert metric(metrics, "datastorage_dlq_dead_lettered_total") == 4
             assert metric(metrics, "datastorage_dlq_replayed_total") == 3
-            assert metric(metrics, 'datastorage_dlq_dead_letters{stream="events"}') == 3
+            assert metric(metrics, 'datastorage_dlq_dead_letters{stream="events"}') == 4
             assert metric(metrics, 'datastorage_dlq_depth{stream="events"}') == 0
     finally:
         await client_redis.aclose()
