@@ -1,10 +1,12 @@
 """deploy/: Kubernetes manifests against Kubernetes' schemas (offline), and the compose file,
-Prometheus rules, Grafana dashboard and Dockerfile against what the service really exports."""
+Prometheus rules, Grafana dashboard, Dockerfile and runbooks against what the service really
+exports and the settings it really reads."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,13 +20,15 @@ from prometheus_client.metrics import MetricWrapperBase
 from datastorage.observability.metrics import Metrics
 from datastorage.settings import Settings, load_settings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
-# The oldest version the manifests support (native preStop sleep) and a recent one.
+RUNBOOKS = ROOT / "docs" / "runbooks"
+# An older version the manifests support and a recent one.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
-PROPAGATION_DELAY_S = 5  # write-path.md: readiness 503, then this delay, then stop accepting
-IN_FLIGHT_DEADLINE_S = 30  # uvicorn's timeout_graceful_shutdown in datastorage/cli.py
-DRAIN_BUDGET_S = 10  # writer flush and DLQ drain after the in-flight deadline
+# Shutdown steps without a budget setting of their own: stopping DLQ replay and the DLQ monitor
+# (each waits at most 5 s), closing the writer and the pools.
+SHUTDOWN_SLACK_S = 10
 POD_LABELS = {"app.kubernetes.io/name": "datastorage", "app.kubernetes.io/component": "api"}
 TARGET_LABELS = {"instance", "job"}  # added by Prometheus to every scraped series
 
@@ -199,21 +203,18 @@ def _assert_secret_files(pod_spec: dict[str, Any], secret: dict[str, Any]) -> No
     assert "DATASTORAGE_DATABASE_URL" not in _env(container)
 
 
-def test_deployment_probes_shutdown_and_hardening() -> None:
+def test_deployment_probes_and_hardening() -> None:
     resources = _resources()
     pod_spec = resources["Deployment"]["spec"]["template"]["spec"]
     container = _container(pod_spec)
     port = container["ports"][0]
     assert (port["name"], port["containerPort"]) == ("http", 8080)
 
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    # Traffic only once PostgreSQL answers and migrations are applied; after that, an outage of
+    # PostgreSQL must not empty the Service: the pods answer 202 from the DLQ.
+    assert container["startupProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/live"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-    assert container["startupProbe"]["httpGet"]["path"] in ("/health/ready", "/health/live")
-
-    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == PROPAGATION_DELAY_S
-    grace = pod_spec["terminationGracePeriodSeconds"]
-    assert grace >= 45
-    assert grace > PROPAGATION_DELAY_S + IN_FLIGHT_DEADLINE_S + DRAIN_BUDGET_S
 
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
     assert "memory" in container["resources"]["limits"]
@@ -290,6 +291,43 @@ def _assert_valid_settings(
         load_settings()
 
 
+def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    with monkeypatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("DATASTORAGE_"):
+                patch.delenv(name)
+        for name, value in env.items():
+            if not name.endswith("_FILE"):
+                patch.setenv(name, str(value))
+        return load_settings()
+
+
+def _shutdown_s(settings: Settings) -> float:
+    budgets = settings.shutdown
+    return budgets.delay_s + budgets.timeout_s + budgets.dlq_budget_s
+
+
+def test_grace_period_covers_the_shutdown_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    resources = _resources()
+    config = resources["ConfigMap"]["data"]
+    for name in (
+        "DATASTORAGE_SHUTDOWN_DELAY_S",
+        "DATASTORAGE_SHUTDOWN_TIMEOUT_S",
+        "DATASTORAGE_SHUTDOWN_DLQ_BUDGET_S",
+    ):
+        assert name in config, f"the ConfigMap should state {name}"
+    pod_spec = resources["Deployment"]["spec"]["template"]["spec"]
+    container = _container(pod_spec)
+    settings = _settings_from({**config, **_env(container)}, monkeypatch)
+    pre_stop = container.get("lifecycle", {}).get("preStop", {})
+    pre_stop_sleep = pre_stop.get("sleep", {}).get("seconds", 0)
+    assert "exec" not in pre_stop, "a preStop command: count its time in the check below"
+    # One propagation delay: the service's own (readiness 503 first), or a preStop sleep.
+    assert not (pre_stop_sleep and settings.shutdown.delay_s), "two propagation delays"
+    grace = pod_spec["terminationGracePeriodSeconds"]
+    assert grace >= pre_stop_sleep + _shutdown_s(settings) + SHUTDOWN_SLACK_S
+
+
 def test_configmap_and_env_are_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     resources = _resources()
     config = resources["ConfigMap"]["data"]
@@ -318,8 +356,16 @@ def test_compose_services_and_healthchecks(monkeypatch: pytest.MonkeyPatch) -> N
         assert not healthcheck.get("disable"), name
         assert healthcheck["test"][0] in ("CMD", "CMD-SHELL"), name
 
-    redis_flags = set(itertools.pairwise(services["redis"]["command"]))
-    assert {("--appendonly", "yes"), ("--appendfsync", "everysec")} <= redis_flags
+    redis = services["redis"]
+    redis_flags = set(itertools.pairwise(redis["command"]))
+    assert {
+        ("--appendonly", "yes"),
+        ("--appendfsync", "everysec"),
+        ("--maxmemory-policy", "noeviction"),
+    } <= redis_flags
+    # The AOF lives on a named volume, not in the container's writable layer.
+    assert "redis-data:/data" in redis["volumes"]
+    assert "redis-data" in _compose()["volumes"]
 
     app, migrate = services["app"], services["migrate"]
     assert migrate["command"] == ["migrate"]
@@ -337,6 +383,16 @@ def test_compose_services_and_healthchecks(monkeypatch: pytest.MonkeyPatch) -> N
     assert env["DATASTORAGE_DATABASE_AUTO_MIGRATE"] == "false"
     env = {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value) for name, value in env.items()}
     _assert_valid_settings(env, "compose app", monkeypatch)
+    grace = _duration_s(app["stop_grace_period"])
+    assert grace >= _shutdown_s(_settings_from(env, monkeypatch)) + SHUTDOWN_SLACK_S
+
+
+def _duration_s(text: str) -> float:
+    """A compose duration ("1m30s", "45s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, text
+    return sum(float(number) * units[unit] for number, unit in parts)
 
 
 def test_compose_mounts_exist_and_prometheus_loads_the_rules() -> None:
@@ -389,7 +445,97 @@ def test_alert_rules_cover_the_operational_signals() -> None:
         "datastorage_db_pool_size",
         "datastorage_partitions_ahead",
         "datastorage_audit_flush_failures_total",
+        "datastorage_dlq_capacity_ratio",
+        "datastorage_dlq_refused_total",
+        "datastorage_dlq_dead_letters",
+        "datastorage_dlq_oldest_age_seconds",
+        "datastorage_circuit_breaker_state",
     } <= used
+
+
+def test_dlq_capacity_alerts_match_the_service_warning_levels() -> None:
+    """The two DLQ capacity alerts fire at levels the service itself warns at (dlq_monitor)."""
+    from datastorage.persistence.dlq_monitor import THRESHOLDS
+
+    levels = {ratio for ratio, _, _ in THRESHOLDS}
+    rules = {rule["alert"]: rule for rule in _rules()}
+    for name, severity in (
+        ("DataStorageDlqFilling", "warning"),
+        ("DataStorageDlqNearlyFull", "critical"),
+    ):
+        match = re.fullmatch(
+            r"max by \(stream\) \(datastorage_dlq_capacity_ratio\) >= ([\d.]+)", rules[name]["expr"]
+        )
+        assert match, rules[name]["expr"]
+        assert float(match[1]) in levels
+        assert rules[name]["labels"]["severity"] == severity
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file."""
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*$", path.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_alert_runbook_links_resolve() -> None:
+    linked = 0
+    for rule in _rules():
+        runbook = rule["annotations"].get("runbook")
+        if runbook is None:
+            continue
+        linked += 1
+        page, _, anchor = runbook.partition("#")
+        assert (ROOT / page).is_file(), f"{rule['alert']}: no {page}"
+        assert not anchor or anchor in _anchors(ROOT / page), f"{rule['alert']}: no #{anchor}"
+    assert linked >= 6
+
+
+# --- runbooks ----------------------------------------------------------------------------------
+
+
+def _runbooks() -> list[Path]:
+    return sorted(RUNBOOKS.glob("*.md"))
+
+
+def test_runbooks_exist() -> None:
+    assert {path.name for path in _runbooks()} >= {"dlq.md", "postgresql-outage.md"}
+
+
+@pytest.mark.parametrize("path", _runbooks(), ids=lambda path: path.name)
+def test_runbooks_name_real_metrics_settings_and_alerts(path: Path) -> None:
+    """What an on-call engineer pastes from a runbook must exist: metrics, settings, alerts."""
+    text = path.read_text()
+    metrics = set(re.findall(r"\bdatastorage_[a-z_]*[a-z]\b", text))
+    histograms = {name.removesuffix("_bucket") for name in EXPORTED if name.endswith("_bucket")}
+    unknown = metrics - set(EXPORTED) - histograms
+    assert not unknown, f"not exported: {sorted(unknown)}"
+    settings = set(re.findall(r"\bDATASTORAGE_[A-Z0-9_]*[A-Z0-9]\b", text))
+    assert not settings - _setting_names(), f"not settings: {sorted(settings - _setting_names())}"
+    alerts = set(re.findall(r"\bDataStorage[A-Z]\w+", text))
+    known = {rule["alert"] for rule in _rules()}
+    assert not alerts - known, f"not alerts: {sorted(alerts - known)}"
+    for page, anchor in re.findall(r"\]\(([\w.-]+\.md)?#([\w-]+)\)", text):
+        target = RUNBOOKS / page if page else path
+        assert anchor in _anchors(target), f"broken link {page}#{anchor}"
+
+
+def _runbook_queries() -> list[tuple[str, str]]:
+    """(runbook, expression) of every line of every ```promql block (comments dropped)."""
+    queries = []
+    for path in _runbooks():
+        for block in re.findall(r"```promql\n(.*?)```", path.read_text(), re.DOTALL):
+            for line in block.splitlines():
+                expr = re.sub(r"\s+#.*$", "", line).strip()
+                if expr and not expr.startswith("#"):
+                    queries.append((path.name, expr))
+    return queries
+
+
+def test_runbook_queries_use_only_exported_metrics() -> None:
+    queries = _runbook_queries()
+    assert len(queries) >= 5
+    for page, expr in queries:
+        assert_uses_exported_metrics(expr, page)
 
 
 def _dashboard() -> dict[str, Any]:
@@ -453,6 +599,20 @@ def test_promtool_parses_the_dashboard_queries(tmp_path: Path) -> None:
         rules.append({"record": f"dashboard:query_{index}", "expr": expr})
     path = tmp_path / "dashboard.rules.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run(
+        [str(_PROMTOOL), "check", "rules", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_parses_the_runbook_queries(tmp_path: Path) -> None:
+    rules = [
+        {"record": f"runbook:query_{index}", "expr": expr}
+        for index, (_, expr) in enumerate(_runbook_queries())
+    ]
+    path = tmp_path / "runbook.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "runbooks", "rules": rules}]}))
     result = subprocess.run(
         [str(_PROMTOOL), "check", "rules", str(path)], capture_output=True, text=True, timeout=30
     )
