@@ -22,7 +22,9 @@ from strawberry.asgi import GraphQL
 from datastorage.observability.http import ObservabilityMiddleware
 from datastorage.observability.metrics import Metrics
 from datastorage.persistence import database, migrations, redis_store
+from datastorage.persistence import workflows as workflow_store
 from datastorage.persistence.audit_events import ChainHasher
+from datastorage.persistence.catalog_changes import CatalogListener
 from datastorage.persistence.circuit_breaker import CircuitBreaker
 from datastorage.persistence.dlq import DeadLetterQueue
 from datastorage.persistence.dlq_fallback import DlqFallback
@@ -33,11 +35,14 @@ from datastorage.persistence.writer import GroupCommitWriter, WriterConfig
 from datastorage.resolvers import notifications as resolve_notifications
 from datastorage.resolvers.context import Context, Services, hints_from_traceparent, rules_from
 from datastorage.resolvers.event_schemas import EventSchemaError
+from datastorage.resolvers.self_audit import SelfAudit
 from datastorage.resolvers.validation import EventRules
+from datastorage.resolvers.workflow_index import WorkflowIndex
 from datastorage.rest_compat import audit as rest_audit
 from datastorage.rest_compat import health as rest_health
 from datastorage.rest_compat import notifications as rest_notifications
 from datastorage.rest_compat import openapi as rest_openapi
+from datastorage.rest_compat import workflows as rest_workflows
 from datastorage.rest_compat.problems import problem
 from datastorage.schema import build_schema
 from datastorage.schema.allowlist import AllowListError, load_allowlist
@@ -88,6 +93,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> Starlette
     routes: list[BaseRoute] = [
         *rest_audit.routes(),
         *rest_notifications.routes(),
+        *rest_workflows.routes(),
         *rest_health.routes(),
         *rest_openapi.routes(),
         Route("/graphql", graphql),
@@ -222,6 +228,8 @@ async def _start(
     )
     if services.redis is not None:
         _start_dlq(services)
+    services.self_audit = SelfAudit(writer, metrics)
+    _start_catalog_index(services)
     return services, maintainer
 
 
@@ -249,6 +257,20 @@ def _start_dlq(services: Services) -> None:
     services.dlq, services.dlq_monitor, services.drainer = dlq, monitor, drainer
     monitor.start()
     drainer.start()
+
+
+def _start_catalog_index(services: Services) -> None:
+    """The workflow search index, kept coherent by the catalog's NOTIFY (see workflow_index)."""
+    assert services.settings.database.url is not None
+    pool = services.database.pool  # the primary: a replica may not have the change yet
+    index = WorkflowIndex(
+        lambda: workflow_store.latest_workflows_for_search(pool),
+        on_load=services.metrics.workflow_index_loads.inc,
+    )
+    listener = CatalogListener(services.settings.database.url, index.invalidate)
+    index.listening = lambda: listener.connected
+    services.workflow_index, services.catalog_listener = index, listener
+    listener.start()
 
 
 def _notification_store(services: Services) -> NotificationStore:
@@ -296,7 +318,13 @@ async def _stop(services: Services, maintainer: PartitionMaintainer) -> None:
     services.shutting_down = True
     budgets = services.settings.shutdown
     drainer, redis = services.drainer, services.redis
+    listener, self_audit = services.catalog_listener, services.self_audit
     steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("stop the catalog listener", listener.stop if listener else _nothing),
+        (
+            "write pending self-audit events",
+            (lambda: self_audit.drain(budgets.timeout_s)) if self_audit else _nothing,
+        ),
         ("flush the writer", lambda: services.writer.wait_idle(budgets.timeout_s)),
         ("stop DLQ replay", drainer.stop if drainer else _nothing),
         (

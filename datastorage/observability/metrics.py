@@ -137,6 +137,21 @@ class Metrics:
             ("dependency",), registry=r,
         )  # fmt: skip
 
+        self.self_audit_events = Counter(
+            "datastorage_self_audit_events_total",
+            "The service's own audit events (catalog changes, searches) by result (written, failed)",
+            ("result",), registry=r,
+        )  # fmt: skip
+        self.workflow_search_latency = Histogram(
+            "datastorage_workflow_search_duration_seconds",
+            "Label search time inside the service (index lookup, scoring, ranking)",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.workflow_index_loads = Counter(
+            "datastorage_workflow_index_loads_total",
+            "Reloads of the in-memory workflow search index", registry=r,
+        )  # fmt: skip
+
     def write_result(self, result: str) -> Counter:
         """The counter child of one write result (cached: labels() is costly per request)."""
         child = self._write_results.get(result)

@@ -34,6 +34,16 @@ class DuplicateNotification(PermanentDataError):
         self.differs = differs
 
 
+class DuplicateWorkflow(PermanentDataError):
+    """A workflow with this (workflow_name, version) is already stored."""
+
+    def __init__(self, workflow_name: str, version: str) -> None:
+        # Name and version stay out of the message, as for notifications: callers word the answer.
+        super().__init__("a workflow with this name and version is already stored", "23505")
+        self.workflow_name = workflow_name
+        self.version = version
+
+
 class MigrationError(PersistenceError):
     """The schema cannot be brought up to date (e.g. an applied migration was edited)."""
 

@@ -7,6 +7,7 @@ against a migrated database by the test suite, so a migration that drifts from i
 from __future__ import annotations
 
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
     Column,
@@ -18,7 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, INET, JSONB, UUID
 
 metadata = MetaData()
 
@@ -101,4 +102,45 @@ notification_audit = Table(
     Column("escalation_level", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+remediation_workflows = Table(
+    "remediation_workflows",
+    metadata,
+    Column("workflow_id", UUID, primary_key=True),
+    Column("workflow_name", String(255), nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("owner", String(255)),
+    Column("maintainer", String(255)),
+    Column("content", Text, nullable=False),
+    Column("content_hash", CHAR(64), nullable=False),
+    Column("parameters", JSONB),
+    Column("execution_engine", String(50), nullable=False),
+    Column("container_image", String(512)),
+    Column("container_digest", String(100)),
+    Column("labels", JSONB, nullable=False),
+    Column("custom_labels", JSONB, nullable=False),
+    Column("detected_labels", JSONB, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+    Column("disabled_by", String(255)),
+    Column("disabled_reason", Text),
+    Column("is_latest_version", Boolean, nullable=False),
+    Column("previous_version", String(50)),
+    Column("deprecation_notice", Text),
+    Column("version_notes", Text),
+    Column("change_summary", Text),
+    Column("approved_by", String(255)),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("expected_success_rate", DOUBLE_PRECISION),
+    Column("expected_duration_seconds", Integer),
+    Column("actual_success_rate", DOUBLE_PRECISION),
+    Column("total_executions", Integer, nullable=False),
+    Column("successful_executions", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(255)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(255)),
 )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datastorage.observability.metrics import Metrics
+from datastorage.persistence.catalog_changes import CatalogListener
 from datastorage.persistence.database import Database
 from datastorage.persistence.dlq import DeadLetterQueue
 from datastorage.persistence.dlq_monitor import DlqMonitor
@@ -15,7 +16,9 @@ from datastorage.persistence.dlq_replay import DlqDrainer
 from datastorage.persistence.redis_store import Redis
 from datastorage.persistence.writer import GroupCommitWriter
 from datastorage.resolvers.event_schemas import load_event_schemas
+from datastorage.resolvers.self_audit import SelfAudit
 from datastorage.resolvers.validation import EventRules, RequestHints
+from datastorage.resolvers.workflow_index import WorkflowIndex
 from datastorage.settings import Settings
 
 
@@ -33,6 +36,9 @@ class Services:
     dlq: DeadLetterQueue | None = None
     dlq_monitor: DlqMonitor | None = None
     drainer: DlqDrainer | None = None
+    workflow_index: WorkflowIndex | None = None
+    catalog_listener: CatalogListener | None = None
+    self_audit: SelfAudit | None = None
     shutting_down: bool = False
     migrations_pending: bool = False
     # Queues a notification audit record (its JSON-ready payload, the reason PostgreSQL failed)

@@ -19,6 +19,10 @@ class ValidationFailed(DomainError):
         self.field_errors = field_errors
 
 
+class ImmutableFieldViolation(ValidationFailed):
+    """A change to a field that only a new version may change; `field_errors` names each one."""
+
+
 class InvalidRequest(DomainError):
     """The request has the wrong shape as a whole (not JSON, a scalar, an empty batch)."""
 

@@ -330,6 +330,13 @@ def clamp_top_k(top_k: int) -> int:
 
 def rank(query: SearchQuery, workflows: Iterable[WorkflowCandidate]) -> list[RankedWorkflow]:
     """Filter, score and order: `final_score DESC, created_at DESC, workflow_id ASC`, top_k kept."""
+    return rank_with_total(query, workflows)[0]
+
+
+def rank_with_total(
+    query: SearchQuery, workflows: Iterable[WorkflowCandidate]
+) -> tuple[list[RankedWorkflow], int]:
+    """`rank`, and how many workflows matched (passed the filters and `min_score`) in all."""
     plan = _compile(query)
     min_score = query.min_score
     scores_labels = bool(plan.flags or plan.values or plan.custom)
@@ -343,9 +350,10 @@ def rank(query: SearchQuery, workflows: Iterable[WorkflowCandidate]) -> list[Ran
             keys.append((-final, -workflow.created_us, workflow.workflow_id.int, len(admitted)))
             admitted.append(workflow)
     best = heapq.nsmallest(clamp_top_k(query.top_k), keys)
-    return [
+    ranked = [
         _ranked(position, _explain(plan, admitted[key[3]])) for position, key in enumerate(best, 1)
     ]
+    return ranked, len(keys)
 
 
 def _ranked(position: int, scored: WorkflowScore) -> RankedWorkflow:

@@ -12,6 +12,7 @@ from datastorage.resolvers.errors import (
     BodyTooLarge,
     Conflict,
     DomainError,
+    ImmutableFieldViolation,
     InvalidRequest,
     NotFound,
     ServiceUnavailable,
@@ -37,7 +38,9 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "service-unavailable": (503, "Service Unavailable"),
 }
 
+# First match wins: a subclass comes before its base.
 _SLUG_OF: list[tuple[type[DomainError], str]] = [
+    (ImmutableFieldViolation, "immutable-field-violation"),
     (ValidationFailed, "validation-error"),
     (BatchTooLarge, "batch-size-exceeded"),
     (InvalidRequest, "invalid-request"),

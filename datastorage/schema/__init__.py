@@ -26,16 +26,18 @@ from datastorage.schema.audit_types import LONG_SCALAR, Long
 from datastorage.schema.dlq import DlqQuery
 from datastorage.schema.notifications import NotificationMutation
 from datastorage.schema.observe import OperationMetrics
+from datastorage.schema.workflow_search import WorkflowSearchQuery
+from datastorage.schema.workflows import WorkflowMutation, WorkflowQuery
 from datastorage.settings import Settings
 
 
 @strawberry.type
-class Query(AuditQuery, DlqQuery):
+class Query(AuditQuery, DlqQuery, WorkflowQuery, WorkflowSearchQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AuditMutation, NotificationMutation):
+class Mutation(AuditMutation, NotificationMutation, WorkflowMutation):
     pass
 
 
