@@ -11,6 +11,7 @@ connected (it may miss notifications) the index is trusted for at most `unheard_
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,8 @@ from datastorage.resolvers.workflow_scoring import (
     WorkflowCandidate,
     build_index,
 )
+
+log = logging.getLogger(__name__)
 
 Loader = Callable[[], Awaitable[Sequence[WorkflowSearchRow]]]
 
@@ -42,6 +45,8 @@ class WorkflowIndex:
         self._rows: dict[uuid.UUID, WorkflowSearchRow] = {}
         self._stale = True
         self._loaded_at = 0.0
+        self._retry_at = 0.0
+        self.retry_s = 1.0
         self._lock = asyncio.Lock()
         self.loads = 0
 
@@ -66,14 +71,22 @@ class WorkflowIndex:
         async with self._lock:
             if not self._needs_load():
                 return  # another search reloaded it while this one waited
+            if self._loaded_at and time.monotonic() < self._retry_at:
+                return  # the last reload failed moments ago: serve what is loaded
             # Cleared before the query: a change committed during the load marks it stale
             # again, and the next search reloads once more.
             self._stale = False
             try:
                 rows = await self._load()
-            except BaseException:
+            except Exception:
                 self._stale = True
-                raise
+                if not self._loaded_at:
+                    raise  # nothing to serve yet
+                # PostgreSQL is unreachable, so nobody can change the catalog either: the
+                # loaded index stays right and searches go on. Retry in a moment.
+                self._retry_at = time.monotonic() + self.retry_s
+                log.warning("workflow index reload failed; serving the loaded catalog")
+                return
             self._rows = {row.workflow_id: row for row in rows}
             self._buckets = build_index(_candidate(row) for row in rows)
             self._loaded_at = time.monotonic()
