@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -153,8 +154,10 @@ def run_wrk(
         try:
             stdout, stderr = process.communicate(timeout=duration_s + timeout_s + 30)
         except BaseException:
-            # Timed out or interrupted: stop wrk (its own process group) and reap it.
-            os.killpg(process.pid, signal.SIGKILL)
+            # Timed out or interrupted: stop wrk (its own process group) and reap it. It may
+            # have just exited by itself; the interruption must still propagate.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             raise
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -66,6 +66,15 @@ async def table_rows(dsn: str) -> int:
         await connection.close()
 
 
+async def settings(dsn: str, names: Sequence[str]) -> dict[str, str]:
+    """`SHOW name` for each of `names`."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return {name: str(await connection.fetchval(f"SHOW {name}")) for name in names}
+    finally:
+        await connection.close()
+
+
 async def postgres_version(dsn: str) -> str:
     connection = await asyncpg.connect(dsn)
     try:
@@ -146,18 +155,21 @@ class RawResult:
         return self.items / self.seconds if self.seconds else 0.0
 
 
-async def _timed_loop(
-    connections: Sequence[asyncpg.Connection],
+async def timed_loop(
+    connections: Sequence[Any],
     operation: Any,
     *,
     warmup_s: float,
     duration_s: float,
     max_operations: int,
-    database: str,
+    database: str | None,
+    errors: tuple[type[BaseException], ...] = (asyncpg.PostgresError, OSError),
+    trees: dict[int, str] | None = None,
 ) -> RawResult:
     """Run `operation(connection, worker_index)` on every connection until the time is up.
 
-    Counts only what completes inside the measured window (after the warm-up).
+    Counts only what completes inside the measured window (after the warm-up). `errors` are the
+    exceptions counted as failed operations; `trees` labels servers in the CPU split.
     """
     latency = LatencyRecorder()
     state = {"operations": 0, "items": 0, "errors": 0}
@@ -173,7 +185,7 @@ async def _timed_loop(
                 return
             try:
                 items = await operation(connection, index)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except errors as exc:
                 if clock() >= measure_from:
                     state["errors"] += 1
                     if len(samples) < 5:
@@ -193,9 +205,9 @@ async def _timed_loop(
     await asyncio.sleep(max(0.0, measure_from - clock()))
     # Snapshots while the connections are open, so their backends' CPU is counted.
     # The harness process ("harness" in the CPU split) is the baseline itself here.
-    before = sysinfo.cpu_snapshot(database=database)
+    before = sysinfo.cpu_snapshot(database=database, trees=trees)
     await asyncio.gather(*tasks)
-    after = sysinfo.cpu_snapshot(database=database)
+    after = sysinfo.cpu_snapshot(database=database, trees=trees)
     cpu = sysinfo.cpu_delta(before, after, clock() - measure_from)
     return RawResult(
         operations=state["operations"],
@@ -230,7 +242,7 @@ async def copy_baseline(
         return len(rows)
 
     try:
-        return await _timed_loop(
+        return await timed_loop(
             connections,
             copy_batch,
             warmup_s=warmup_s,
@@ -241,6 +253,54 @@ async def copy_baseline(
     finally:
         for connection in connections:
             await connection.close()
+
+
+async def copy_rows(
+    dsn: str,
+    batches: Sequence[Sequence[dict[str, Any]]],
+    total: int,
+    *,
+    concurrency: int,
+    trees: dict[int, str] | None = None,
+) -> RawResult:
+    """COPY exactly `total` rows (fresh ids, batches of the given content) on `concurrency`
+    connections, as fast as they go; timed from the first COPY to the last commit."""
+    templates = [events.row_templates(batch) for batch in batches]
+    size = len(templates[0])
+    chunks = [min(size, total - first) for first in range(0, total, size)]
+    connections = [await asyncpg.connect(dsn) for _ in range(concurrency)]
+    latency = LatencyRecorder()
+    copied = [0, 0]  # batches, rows
+    clock = time.perf_counter
+
+    async def worker(connection: asyncpg.Connection) -> None:
+        while chunks:
+            count = chunks.pop()
+            rows = events.rows_from_templates(templates[copied[0] % len(templates)][:count])
+            copied[0] += 1
+            begun = clock()
+            await connection.copy_records_to_table(
+                "audit_events", records=rows, columns=events.COPY_COLUMNS
+            )
+            latency.add(clock() - begun)
+            copied[1] += count
+
+    try:
+        before = sysinfo.cpu_snapshot(database=_database(dsn), trees=trees)
+        started = clock()
+        await asyncio.gather(*(worker(connection) for connection in connections))
+        seconds = clock() - started
+        after = sysinfo.cpu_snapshot(database=_database(dsn), trees=trees)
+    finally:
+        for connection in connections:
+            await connection.close()
+    return RawResult(
+        operations=copied[0],
+        items=copied[1],
+        seconds=seconds,
+        cpu=sysinfo.with_other(sysinfo.cpu_delta(before, after, seconds)),
+        latency=latency,
+    )
 
 
 def _default(value: Any) -> Any:
@@ -288,7 +348,7 @@ async def page_baseline(
         return len(records)
 
     try:
-        result = await _timed_loop(
+        result = await timed_loop(
             connections,
             page,
             warmup_s=warmup_s,

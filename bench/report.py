@@ -128,7 +128,87 @@ def summary_rows(workloads: dict[str, dict[str, Any]]) -> list[Row]:
         elif name == "startup":
             times = ", ".join(f"{seconds:.2f}" for seconds in result["seconds"])
             rows.append(_info(name, "s to ready", result["median_s"], f"median of {times}"))
+        elif name == "dlq_ingest":
+            rows.extend(_dlq_ingest_rows(name, result))
+        elif name == "dlq_replay":
+            rows.extend(_dlq_replay_rows(name, result))
     return rows
+
+
+DLQ_INGEST_TARGET = 20_000  # events/s into the DLQ with PostgreSQL down (batch endpoint)
+DLQ_REPLAY_TARGET = 10_000  # events/s from PostgreSQL back up until the DLQ is empty
+
+
+def _dlq_ingest_rows(name: str, result: dict[str, Any]) -> list[Row]:
+    ours, single = result["ours_detail"], result["single_detail"]
+    row = _compared(
+        name,
+        result,
+        "raw pipelined XADD",
+        f">= {DLQ_INGEST_TARGET}/s",
+        _at_least(result["ours"], DLQ_INGEST_TARGET),
+    )
+    rows = [row]
+    rows.append(
+        _info(
+            "  single POSTs",
+            "events/s",
+            result["single"],
+            f"{single['connections']} conns; non-2xx {single['non_2xx']}",
+        )
+    )
+    not_202 = ours["checks"]["answers_not_202"] + single["checks"]["answers_not_202"]
+    rows.append(_info("  answers not 202", "count", not_202, target="== 0", passed=not_202 == 0))
+    gap = ours["checks"]["stream_minus_acked"] + single["checks"]["stream_minus_acked"]
+    matches = ours["checks"]["stream_matches_acked"] and single["checks"]["stream_matches_acked"]
+    rows.append(
+        _info(
+            "  stream - acked",
+            "events",
+            gap,
+            f"stream grew {ours['stream_growth'] + single['stream_growth']:,}; "
+            f"acked = {ours['checks']['acked_basis']}",
+            target="== 0" if result["metrics_cover_all_workers"] else "in-flight only",
+            passed=matches,
+        )
+    )
+    return rows
+
+
+def _dlq_replay_rows(name: str, result: dict[str, Any]) -> list[Row]:
+    ours = result["ours_detail"]
+    notes = [f"{ours['events']:,} events"]
+    if ours["first_replay_s"] is not None:
+        notes.append(f"first replay after {ours['first_replay_s']:.1f}s")
+    if ours["steady_events_per_s"] is not None:
+        notes.append(f"then {ours['steady_events_per_s']:,.0f}/s")
+    noise = _noise(ours, result["baseline_detail"])
+    if noise:
+        notes.append(noise)
+    row = Row(
+        workload=name,
+        unit=result["unit"],
+        ours=result["ours"],
+        baseline=result["baseline"],
+        baseline_name="raw asyncpg COPY, same rows",
+        ratio=result["ratio"],
+        target=f">= {DLQ_REPLAY_TARGET}/s",
+        passed=_at_least(result["ours"], DLQ_REPLAY_TARGET),
+        note="; ".join(notes),
+    )
+    gap = ours["rows_minus_queued"]
+    lost = ours["dead_lettered"]
+    return [
+        row,
+        _info(
+            "  rows - queued",
+            "rows",
+            gap,
+            f"rows written {ours['rows_written']:,}; dead-lettered {lost}",
+            target="== 0",
+            passed=gap == 0 and lost == 0,
+        ),
+    ]
 
 
 def page_result(ours: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +278,7 @@ _CPU_NAMES = {
     "baseline_app_cores": "app",
     "harness_cores": "harness",
     "postgres_bench_cores": "pg",
+    "redis_cores": "redis",
     "loadgen_cores": "wrk",
     "postgres_other_cores": "pg-other",
     "other_procs_cores": "other",
@@ -232,10 +313,16 @@ def format_latency(workloads: dict[str, dict[str, Any]]) -> str:
             sides.append(("raw", result["ours_detail"]))
         else:
             sides.append(("ours", result["ours_detail"]))
+            if "single_detail" in result:
+                sides.append(("ours single", result["single_detail"]))
             sides.append(("baseline", result["baseline_detail"]))
         for side, detail in sides:
             latency = detail.get("latency_ms") or {}
-            rate = detail.get("requests_per_s") or detail.get("batches_per_s")
+            rate = (
+                detail.get("requests_per_s")
+                or detail.get("batches_per_s")
+                or detail.get("events_per_s")
+            )
             errors = detail.get("non_2xx", detail.get("errors", 0))
             if isinstance(errors, dict):
                 errors = sum(errors.values())

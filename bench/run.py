@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from bench import loadgen, rawdb, report, sysinfo
+from bench import dlq, loadgen, rawdb, report, sysinfo
 from bench.procs import ProcessRegistry, free_ports, terminate_on_signals
-from bench.workloads import WORKLOADS, Harness, Profile, run_async
+from bench.workloads import DLQ_WORKLOADS, WORKLOADS, Harness, Profile, run_async
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
-HTTP_WORKLOADS = {"ingest_single", "ingest_batch", "page_rest", "page_graphql"}
+HTTP_WORKLOADS = {"ingest_single", "ingest_batch", "page_rest", "page_graphql", *DLQ_WORKLOADS}
 PAGE_WORKLOADS = {"page_rest", "page_graphql", "page_raw"}
 
 FULL = Profile(name="full", warmup_s=3.0, duration_s=12.0, preload_rows=1_000_000)
@@ -68,6 +68,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--db-name", default="ds_bench", help="database to (re)create: ds_bench*")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument(
+        "--dlq-redis-url",
+        default="redis://127.0.0.1:6379/10",
+        help="Redis database of the DLQ workloads (flushed before and after; not 0)",
+    )
+    parser.add_argument(
+        "--pg-bin",
+        type=Path,
+        default=dlq.DEFAULT_PG_BIN,
+        help="PostgreSQL server binaries (initdb, pg_ctl) for the DLQ workloads' private cluster",
+    )
+    parser.add_argument(
         "--keep-db", action="store_true", help="leave the benchmark database in place at the end"
     )
     parser.add_argument(
@@ -89,7 +100,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(
             f"unknown workload(s): {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}"
         )
+    if "dlq_replay" in selected and "dlq_ingest" not in selected:
+        selected.append("dlq_ingest")  # replay drains what ingest queued
     args.selected = [name for name in WORKLOADS if not selected or name in selected]
+    if set(DLQ_WORKLOADS) & set(args.selected):
+        problem = dlq.check_redis_url(args.dlq_redis_url, args.redis_url)
+        if problem:
+            parser.error(problem)
     if not args.db_name.startswith("ds_bench"):
         parser.error("--db-name must start with ds_bench (the harness drops and recreates it)")
     if args.workers < 1:
@@ -143,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "baseline_port": baseline_port,
             "database": dsn,
             "redis": args.redis_url,
+            "dlq_redis": args.dlq_redis_url,
+            "pg_bin": str(args.pg_bin),
             "loadgen": loadgen.wrk_version(),
             "service_env": {
                 key: value
@@ -171,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         log=log,
     )
+    dlq_bench = dlq.DlqBench(
+        harness, pg_bin=args.pg_bin, redis_url=args.dlq_redis_url, port_base=args.port_base + 10
+    )
+    shared = any(name not in DLQ_WORKLOADS for name in args.selected)
     log(
         f"bench: profile {profile.name}, workloads {', '.join(args.selected)}; "
         f"service on :{server_port}, baseline on :{baseline_port}, database {args.db_name}"
@@ -178,8 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     try:
         with terminate_on_signals():
-            results["setup"] = set_up(harness, args, results)
-            run_workloads(harness, args.selected, results)
+            results["setup"] = set_up(harness, args, results, shared=shared)
+            run_workloads(harness, args.selected, results, dlq_bench)
         results["complete"] = True
     except KeyboardInterrupt:
         interrupted = True
@@ -188,9 +211,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["notes"].append("run aborted: " + "".join(traceback.format_exception(exc)))
         log(f"bench: aborted: {exc}")
     finally:
+        with terminate_on_signals():
+            for _attempt in range(2):  # a second Ctrl-C must not leave the private cluster behind
+                try:
+                    results["notes"].extend(dlq_bench.close())
+                    break
+                except KeyboardInterrupt:
+                    continue
+                except Exception as exc:
+                    results["notes"].append(f"DLQ clean-up failed: {exc!r}")
+                    break
         harness.stop_server()
         registry.stop_all()
-        if not args.keep_db:
+        if shared and not args.keep_db:
             try:
                 run_async(rawdb.drop_database(admin_dsn, args.db_name))
             except Exception as exc:
@@ -225,8 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def set_up(harness: Harness, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
-    """Fresh database, schema via the service's own start, preload when a page workload runs."""
+def set_up(
+    harness: Harness, args: argparse.Namespace, results: dict[str, Any], *, shared: bool
+) -> dict[str, Any]:
+    """Fresh database, schema via the service's own start, preload when a page workload runs.
+
+    Without `shared` (only DLQ workloads, which bring their own cluster) the shared PostgreSQL
+    is not used at all.
+    """
     setup: dict[str, Any] = {}
     busy = wait_quiet(args.wait_quiet)
     setup["background_busy_cores"] = busy
@@ -237,6 +276,8 @@ def set_up(harness: Harness, args: argparse.Namespace, results: dict[str, Any]) 
         )
         harness.notes.append(note)
         log("setup: warning: " + note)
+    if not shared:
+        return setup
     log(f"setup: recreating database {args.db_name}")
     run_async(rawdb.recreate_database(harness.admin_dsn, args.db_name))
     setup["postgres_version"] = run_async(rawdb.postgres_version(harness.dsn))
@@ -262,7 +303,9 @@ def wait_quiet(limit_s: float) -> float:
     return busy
 
 
-def run_workloads(harness: Harness, selected: Sequence[str], results: dict[str, Any]) -> None:
+def run_workloads(
+    harness: Harness, selected: Sequence[str], results: dict[str, Any], dlq_bench: dlq.DlqBench
+) -> None:
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "startup": harness.startup,
         "page_raw": lambda: _raw_result(harness.page_raw()),
@@ -272,12 +315,26 @@ def run_workloads(harness: Harness, selected: Sequence[str], results: dict[str, 
         ),
         "ingest_single": harness.ingest_single,
         "ingest_batch": harness.ingest_batch,
+        "dlq_ingest": dlq_bench.ingest,
+        "dlq_replay": dlq_bench.replay,
     }
-    # Pages first, on exactly the preloaded table; then the ingest workloads add rows.
-    order = ("startup", "page_raw", "page_rest", "page_graphql", "ingest_single", "ingest_batch")
+    # Pages first, on exactly the preloaded table; then the ingest workloads add rows; the DLQ
+    # workloads last, on their own cluster (replay drains what dlq_ingest queued).
+    order = (
+        "startup",
+        "page_raw",
+        "page_rest",
+        "page_graphql",
+        "ingest_single",
+        "ingest_batch",
+        "dlq_ingest",
+        "dlq_replay",
+    )
     for name in order:
         if name not in selected:
             continue
+        if name in DLQ_WORKLOADS:
+            harness.stop_server()  # the shared service would only idle beside them
         log(f"workload {name}")
         started = time.perf_counter()
         try:

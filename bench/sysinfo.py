@@ -109,9 +109,23 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _label(pid: int, comm: str, pgrp: int, groups: dict[int, str], database: str | None) -> str:
+def _label(
+    pid: int,
+    ppid: int,
+    comm: str,
+    pgrp: int,
+    groups: dict[int, str],
+    trees: dict[int, str],
+    database: str | None,
+) -> str:
     if pgrp in groups:
         return groups[pgrp]
+    # Servers we did not start in a group of our own (a private PostgreSQL cluster, whose
+    # processes each lead their own session; the Redis server): the process and its children.
+    if pid in trees:
+        return trees[pid]
+    if ppid in trees:
+        return trees[ppid]
     if pid == os.getpid():
         return "harness"
     if comm.startswith("postgres"):
@@ -121,7 +135,9 @@ def _label(pid: int, comm: str, pgrp: int, groups: dict[int, str], database: str
     return "other_procs"
 
 
-def _processes(groups: dict[int, str], database: str | None) -> dict[int, tuple[str, float]]:
+def _processes(
+    groups: dict[int, str], trees: dict[int, str], database: str | None
+) -> dict[int, tuple[str, float]]:
     found: dict[int, tuple[str, float]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -137,9 +153,10 @@ def _processes(groups: dict[int, str], database: str | None) -> dict[int, tuple[
         # however long before the interval it was used. Processes that start and exit inside
         # the interval therefore show up as `unattributed`.
         pid = int(entry.name)
+        ppid = int(fields[1])
         pgrp = int(fields[2])
         cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        found[pid] = (_label(pid, comm, pgrp, groups, database), cpu)
+        found[pid] = (_label(pid, ppid, comm, pgrp, groups, trees, database), cpu)
     return found
 
 
@@ -155,9 +172,14 @@ def _machine() -> dict[str, float]:
     }
 
 
-def cpu_snapshot(groups: dict[int, str] | None = None, database: str | None = None) -> CpuSnapshot:
-    """`groups` maps process-group ids we started to names; `database` marks our PG backends."""
-    return CpuSnapshot(_processes(groups or {}, database), _machine())
+def cpu_snapshot(
+    groups: dict[int, str] | None = None,
+    database: str | None = None,
+    trees: dict[int, str] | None = None,
+) -> CpuSnapshot:
+    """`groups` maps process-group ids we started to names; `database` marks our PG backends;
+    `trees` maps a pid to the name of it and its direct children (e.g. a postmaster)."""
+    return CpuSnapshot(_processes(groups or {}, trees or {}, database), _machine())
 
 
 def cpu_delta(before: CpuSnapshot, after: CpuSnapshot, wall_s: float) -> dict[str, Any]:

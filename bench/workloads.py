@@ -22,7 +22,18 @@ from bench.stats import median, ratio
 
 T = TypeVar("T")
 
-WORKLOADS = ("startup", "ingest_single", "ingest_batch", "page_rest", "page_graphql", "page_raw")
+WORKLOADS = (
+    "startup",
+    "ingest_single",
+    "ingest_batch",
+    "page_rest",
+    "page_graphql",
+    "page_raw",
+    "dlq_ingest",
+    "dlq_replay",
+)
+# Run on a private PostgreSQL cluster the harness stops and starts (bench/dlq.py).
+DLQ_WORKLOADS = ("dlq_ingest", "dlq_replay")
 READY_PATH = "/health/ready"
 EVENTS_PATH = "/api/v1/audit/events"
 BATCH_PATH = "/api/v1/audit/events/batch"
@@ -91,10 +102,11 @@ class Harness:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    def server_argv(self) -> list[str]:
+    def server_argv(self, port: int | None = None) -> list[str]:
         script = Path(sys.executable).with_name("datastorage")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "datastorage.cli"]
-        return [*command, "serve", "--port", str(self.server_port), "--workers", str(self.workers)]
+        port = self.server_port if port is None else port
+        return [*command, "serve", "--port", str(port), "--workers", str(self.workers)]
 
     def start_server(self, name: str = "datastorage") -> float:
         """Start the service and wait for readiness; returns seconds to ready."""
@@ -162,9 +174,13 @@ class Harness:
         groups: dict[int, str],
         *,
         timeout_s: float = 10.0,
+        database: str | None = None,
+        trees: dict[int, str] | None = None,
     ) -> tuple[WrkResult, dict[str, Any]]:
-        """One measured wrk run, with CPU accounting (`groups`: process groups we started)."""
-        before = sysinfo.cpu_snapshot(groups, self.database_name())
+        """One measured wrk run, with CPU accounting (`groups`: process groups we started;
+        `database`: whose PostgreSQL backends are ours; `trees`: servers by pid, see sysinfo)."""
+        database = self.database_name() if database is None else database
+        before = sysinfo.cpu_snapshot(groups, database, trees)
         started = time.perf_counter()
         result = run_wrk(
             port,
@@ -174,7 +190,7 @@ class Harness:
             timeout_s=timeout_s,
         )
         wall = time.perf_counter() - started
-        after = sysinfo.cpu_snapshot(groups, self.database_name())
+        after = sysinfo.cpu_snapshot(groups, database, trees)
         cpu = sysinfo.cpu_delta(before, after, wall)
         cpu["loadgen_cores"] = round(result.cpu_seconds / wall, 2) if wall else 0.0
         return result, sysinfo.with_other(cpu)
