@@ -29,7 +29,12 @@ from datastorage.persistence.circuit_breaker import CircuitBreaker
 from datastorage.persistence.dlq import DeadLetterQueue
 from datastorage.persistence.dlq_fallback import DlqFallback
 from datastorage.persistence.dlq_monitor import DlqMonitor
-from datastorage.persistence.dlq_replay import DlqDrainer, NotificationStore, ReplayConfig
+from datastorage.persistence.dlq_replay import (
+    DlqDrainer,
+    NotificationStore,
+    ReplayConfig,
+    consumer_name,
+)
 from datastorage.persistence.partitions import PartitionMaintainer
 from datastorage.persistence.writer import GroupCommitWriter, WriterConfig
 from datastorage.resolvers import notifications as resolve_notifications
@@ -182,35 +187,13 @@ def _delay_exit_signals(services: Services, delay_s: float) -> None:
 async def _start(
     settings: Settings, metrics: Metrics, rules: EventRules
 ) -> tuple[Services, PartitionMaintainer]:
-    db_settings = settings.database
-    assert db_settings.url is not None
-    db = await database.open_database(
-        db_settings.url,
-        db_settings.read_url,
-        size=db_settings.pool_size,
-        statement_timeout_ms=db_settings.statement_timeout_ms,
-        connect_timeout_s=db_settings.connect_timeout_s,
-    )
-    pending = await _migrate(db, auto=db_settings.auto_migrate)
-    maintainer = PartitionMaintainer(
-        db.pool,
-        backfill_days=settings.audit.backfill_days,
-        months_ahead=settings.audit.partitions_ahead,
-        interval_s=settings.audit.partition_check_interval_s,
-        on_checked=metrics.partitions_ahead.set,
-    )
+    db = await _open_database(settings, settings.database.pool_size)
+    pending = await _migrate(db, auto=settings.database.auto_migrate)
+    maintainer = _partition_maintainer(settings, db, metrics)
     if not pending:
         await maintainer.run_once()
     maintainer.start()
-    writer_settings = settings.writer
-    writer = GroupCommitWriter(
-        db.pool,
-        ChainHasher(settings.audit.hash_key.encode() if settings.audit.hash_key else None),
-        _writer_config(settings),
-        metrics,
-        repair=lambda: _repair(maintainer),
-        breaker=CircuitBreaker(writer_settings.breaker_failures, writer_settings.breaker_open_s),
-    )
+    writer = _writer(settings, db, metrics, maintainer)
     writer.start()
     metrics.watch(metrics.writer_queue_depth, lambda: writer.queued)
     metrics.watch(metrics.db_pool_size, lambda: db.size)
@@ -233,8 +216,85 @@ async def _start(
     return services, maintainer
 
 
+@contextlib.asynccontextmanager
+async def command_services(settings: Settings) -> AsyncIterator[Services]:
+    """Services for a one-shot command (`datastorage workflows ...`): PostgreSQL and a writer for
+    the self-audit events, nothing else. Running servers hear its catalog changes by NOTIFY."""
+    if not settings.database.url:
+        raise SettingsError("DATASTORAGE_DATABASE_URL: required for this command")
+    rules = event_rules(settings)
+    metrics = Metrics()
+    # One connection for the command itself, the rest for the writer's flushers.
+    db = await _open_database(settings, settings.writer.flushers + 1)
+    try:
+        if await _migrate(db, auto=settings.database.auto_migrate):
+            raise SettingsError(
+                "DATASTORAGE_DATABASE_AUTO_MIGRATE is false and migrations are pending: "
+                "run `datastorage migrate` first"
+            )
+        # Not started: it only creates a missing partition when the writer needs one.
+        writer = _writer(settings, db, metrics, _partition_maintainer(settings, db, metrics))
+        writer.start()
+        self_audit = SelfAudit(writer, metrics)
+        try:
+            yield Services(
+                settings=settings,
+                database=db,
+                writer=writer,
+                metrics=metrics,
+                rules=rules,
+                started_at=time.monotonic(),
+                self_audit=self_audit,
+            )
+        finally:
+            budget = settings.shutdown.timeout_s
+            await self_audit.drain(budget)
+            await writer.wait_idle(budget)
+            await writer.close(budget)
+    finally:
+        await db.close()
+
+
+async def _open_database(settings: Settings, size: int) -> database.Database:
+    db_settings = settings.database
+    assert db_settings.url is not None
+    return await database.open_database(
+        db_settings.url,
+        db_settings.read_url,
+        size=size,
+        statement_timeout_ms=db_settings.statement_timeout_ms,
+        connect_timeout_s=db_settings.connect_timeout_s,
+    )
+
+
+def _partition_maintainer(
+    settings: Settings, db: database.Database, metrics: Metrics
+) -> PartitionMaintainer:
+    return PartitionMaintainer(
+        db.pool,
+        backfill_days=settings.audit.backfill_days,
+        months_ahead=settings.audit.partitions_ahead,
+        interval_s=settings.audit.partition_check_interval_s,
+        on_checked=metrics.partitions_ahead.set,
+    )
+
+
+def _writer(
+    settings: Settings, db: database.Database, metrics: Metrics, maintainer: PartitionMaintainer
+) -> GroupCommitWriter:
+    writer_settings = settings.writer
+    return GroupCommitWriter(
+        db.pool,
+        ChainHasher(settings.audit.hash_key.encode() if settings.audit.hash_key else None),
+        _writer_config(settings),
+        metrics,
+        repair=lambda: _repair(maintainer),
+        breaker=CircuitBreaker(writer_settings.breaker_failures, writer_settings.breaker_open_s),
+    )
+
+
 def _start_dlq(services: Services) -> None:
-    """Wire the Redis DLQ: the writer's fallback, its monitor, and this process's drainer."""
+    """Wire the Redis DLQ: the writer's fallback, its monitor, and this process's drainers."""
     assert services.redis is not None
     settings = services.settings
     dlq = DeadLetterQueue(services.redis, settings.dlq.max_len)
@@ -242,21 +302,29 @@ def _start_dlq(services: Services) -> None:
     fallback = DlqFallback(dlq, monitor, services.metrics, settings.writer.retry_after_s)
     services.writer.set_fallback(fallback.events)
     services.notification_fallback = fallback.notification
-    drainer = DlqDrainer(
-        dlq,
-        services.writer,
-        services.metrics,
-        ReplayConfig(
-            batch=settings.dlq.replay_batch,
-            max_retries=settings.dlq.max_retries,
-            claim_idle_ms=int(settings.dlq.claim_idle_s * 1000),
-            claim_every_s=min(10.0, settings.dlq.claim_idle_s),
-        ),
-        store_notification=_notification_store(services),
-    )
-    services.dlq, services.dlq_monitor, services.drainer = dlq, monitor, drainer
+    # Several replay loops per process: each waits on Redis or PostgreSQL in turn, so one loop
+    # leaves both idle half the time (measured: one loop 4.5k events/s, two 10.9k).
+    base = consumer_name()
+    drainers = [
+        DlqDrainer(
+            dlq,
+            services.writer,
+            services.metrics,
+            ReplayConfig(
+                batch=settings.dlq.replay_batch,
+                max_retries=settings.dlq.max_retries,
+                claim_idle_ms=int(settings.dlq.claim_idle_s * 1000),
+                claim_every_s=min(10.0, settings.dlq.claim_idle_s),
+            ),
+            store_notification=_notification_store(services),
+            consumer=f"{base}-{index}",
+        )
+        for index in range(settings.dlq.replay_concurrency)
+    ]
+    services.dlq, services.dlq_monitor, services.drainers = dlq, monitor, drainers
     monitor.start()
-    drainer.start()
+    for drainer in drainers:
+        drainer.start()
 
 
 def _start_catalog_index(services: Services) -> None:
@@ -317,7 +385,7 @@ async def _stop(services: Services, maintainer: PartitionMaintainer) -> None:
     """
     services.shutting_down = True
     budgets = services.settings.shutdown
-    drainer, redis = services.drainer, services.redis
+    drainers, redis = services.drainers, services.redis
     listener, self_audit = services.catalog_listener, services.self_audit
     steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
         ("stop the catalog listener", listener.stop if listener else _nothing),
@@ -326,10 +394,10 @@ async def _stop(services: Services, maintainer: PartitionMaintainer) -> None:
             (lambda: self_audit.drain(budgets.timeout_s)) if self_audit else _nothing,
         ),
         ("flush the writer", lambda: services.writer.wait_idle(budgets.timeout_s)),
-        ("stop DLQ replay", drainer.stop if drainer else _nothing),
+        ("stop DLQ replay", lambda: asyncio.gather(*(d.stop() for d in drainers))),
         (
             "drain the DLQ",
-            (lambda: drainer.drain(budgets.dlq_budget_s)) if drainer else _nothing,
+            lambda: asyncio.gather(*(d.drain(budgets.dlq_budget_s) for d in drainers)),
         ),
         ("close the writer", services.writer.close),
         ("stop the DLQ monitor", services.dlq_monitor.stop if services.dlq_monitor else _nothing),

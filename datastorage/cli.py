@@ -1,4 +1,5 @@
-"""`datastorage ...`: serve, migrate, partitions ensure, dlq status | replay-dead-letters."""
+"""`datastorage ...`: serve, migrate, partitions ensure, dlq status | replay-dead-letters,
+workflows import | export."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "partitions": _partitions,
         "dlq": _dlq,
+        "workflows": _workflows,
     }[args.command]
     try:
         return handler(settings, args)
@@ -67,7 +69,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--stream", choices=["events", "notifications", "all"], default="all")
     replay.add_argument("--limit", type=int, help="at most this many per stream")
+    _workflows_parser(commands)
     return parser
+
+
+def _workflows_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    catalog = commands.add_parser("workflows", help="the workflow catalog as YAML or JSON files")
+    actions = catalog.add_subparsers(dest="action", required=True)
+    load = actions.add_parser(
+        "import",
+        help="create the workflows of YAML/JSON files as POST /api/v1/workflows does; "
+        "versions already stored with the same content are left unchanged",
+    )
+    load.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help=".yaml/.yml/.json: one workflow, a list, or a mapping with a `workflows` list",
+    )
+    dump = actions.add_parser("export", help="write the catalog in the shape import reads")
+    dump.add_argument(
+        "--format", choices=["yaml", "json"], help="default: by --output's extension, else yaml"
+    )
+    dump.add_argument(
+        "--all-versions", action="store_true", help="every version, not only each name's latest"
+    )
+    dump.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
 
 
 def app_from_environment() -> Starlette:
@@ -238,6 +265,15 @@ def _dlq_replay(redis_url: str, capacity: int, which: str, limit: int | None) ->
         print(f"{stream.dead}: {result.revived} moved back to {stream.queue}{note}")
     print("the service's drainers replay them into PostgreSQL (datastorage dlq status)")
     return 0
+
+
+def _workflows(settings: Settings, args: argparse.Namespace) -> int:
+    from datastorage import cli_workflows
+
+    _database_url(settings)  # checked before any file is read
+    if args.action == "import":
+        return cli_workflows.run_import(settings, args.files)
+    return cli_workflows.run_export(settings, args.format, args.all_versions, args.output)
 
 
 def _database_url(settings: Settings) -> str:

@@ -142,6 +142,7 @@ class DlqSettings(_Section):
     max_len: int = Field(10_000, ge=1)
     max_retries: int = Field(6, ge=1, le=1000)
     replay_batch: int = Field(500, ge=1, le=10_000)
+    replay_concurrency: int = Field(3, ge=1, le=32)
     claim_idle_s: float = Field(30.0, gt=0)
     monitor_interval_s: float = Field(10.0, gt=0)
 

@@ -37,7 +37,7 @@ class DlqFallback:
         self._retry_after_s = retry_after_s
 
     async def events(self, events: Sequence[NewAuditEvent], reason: str) -> bool:
-        now = dt.datetime.now(dt.UTC)
+        now = format_timestamp(dt.datetime.now(dt.UTC))
         messages = [event_message(event, reason, now).encode() for event in events]
         await self._enqueue(EVENTS, messages)
         return True

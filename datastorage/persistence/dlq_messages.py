@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from datastorage.domain import NewAuditEvent, format_timestamp
+from datastorage.domain import NewAuditEvent
 
 AUDIT_EVENT = "audit_event"
 NOTIFICATION_AUDIT = "notification_audit"
@@ -71,10 +71,11 @@ def decode_message(raw: bytes | str) -> DlqMessage:
     )
 
 
-def event_message(event: NewAuditEvent, reason: str, now: dt.datetime) -> DlqMessage:
+def event_message(event: NewAuditEvent, reason: str, queued_at: str) -> DlqMessage:
+    """`queued_at`: RFC 3339, formatted once per batch by the caller."""
     payload = event.canonical_content()
     payload["retention_days"] = event.retention_days
-    return DlqMessage(AUDIT_EVENT, payload, format_timestamp(now), 0, reason)
+    return DlqMessage(AUDIT_EVENT, payload, queued_at, 0, reason)
 
 
 _REQUIRED_TEXT = (

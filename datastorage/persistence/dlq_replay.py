@@ -66,7 +66,9 @@ class ReplayConfig:
     # cleanly at shutdown (the client waits for Redis), and two reads a second cost nothing.
     poll_interval_s: float = 0.5
     backoff_min_s: float = 0.25
-    backoff_max_s: float = 5.0
+    # Short: while the breaker is open a round costs nothing (no Redis, no PostgreSQL), and
+    # replay should start within a second of PostgreSQL answering again.
+    backoff_max_s: float = 1.0
 
 
 def consumer_name() -> str:
@@ -220,8 +222,21 @@ class DlqDrainer:
                 tickets.append((entry, message, event_from_payload(message.payload)))
             except UndecodableEntry as exc:
                 await self._bury(EVENTS, entry, message, f"undecodable: {exc}", "undecodable")
-        # One ticket per entry: the writer batches them into few flushes, and a permanent
-        # error isolates exactly the entries PostgreSQL refuses.
+        if not tickets:
+            return 0
+        # The whole read batch as one ticket first: one flush, no per-entry futures.
+        try:
+            await self._writer.submit([event for _, _, event in tickets], fallback_allowed=False)
+        except WriteUnavailable as exc:
+            raise _Unavailable(str(exc)) from None
+        except Exception as exc:
+            # Refused or failed: find the entries responsible, one ticket each, below.
+            log.info("replaying %d DLQ entries together failed (%s); one by one", len(tickets), exc)
+        else:
+            await self._finish(EVENTS, [entry for entry, _, _ in tickets])
+            return len(tickets)
+        # One ticket per entry: the writer still batches them into few flushes, and a
+        # permanent error isolates exactly the entries PostgreSQL refuses.
         outcomes = await asyncio.gather(
             *(self._writer.submit([event], fallback_allowed=False) for _, _, event in tickets),
             return_exceptions=True,

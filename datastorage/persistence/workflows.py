@@ -123,6 +123,48 @@ async def workflow_versions(db_pool: asyncpg.Pool, workflow_name: str) -> list[W
     return [_record(row) for row in rows]
 
 
+async def get_workflow_version(
+    db_pool: asyncpg.Pool, workflow_name: str, version: str
+) -> WorkflowRecord | None:
+    """The stored (workflow_name, version), or None."""
+    sql = (
+        f"SELECT {_RECORD_COLUMNS} FROM remediation_workflows "
+        "WHERE workflow_name = $1 AND version = $2"
+    )
+    row = await _run(db_pool.fetchrow(sql, workflow_name, version))
+    return None if row is None else _record(row)
+
+
+def _export_where(latest_only: bool, after: WorkflowRecord | None) -> tuple[str, list[Any]]:
+    clauses = ["is_latest_version"] if latest_only else []
+    params: list[Any] = []
+    if after is not None:
+        clauses.append("(workflow_name, created_at, workflow_id) > ($1, $2, $3)")
+        params = [after.workflow_name, after.created_at, after.workflow_id]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+async def list_for_export(
+    db_pool: asyncpg.Pool, *, latest_only: bool, after: WorkflowRecord | None, limit: int
+) -> list[WorkflowRecord]:
+    """A page by name, each name's versions oldest first: creating them in this order again
+    makes the same version the latest."""
+    where, params = _export_where(latest_only, after)
+    sql = (
+        f"SELECT {_RECORD_COLUMNS} FROM remediation_workflows{where} "
+        f"ORDER BY workflow_name, created_at, workflow_id LIMIT {int(limit)}"
+    )
+    rows = await _run(db_pool.fetch(sql, *params))
+    return [_record(row) for row in rows]
+
+
+async def count_for_export(db_pool: asyncpg.Pool, *, latest_only: bool) -> int:
+    """How many versions `list_for_export` pages through."""
+    where, params = _export_where(latest_only, None)
+    sql = f"SELECT count(*) FROM remediation_workflows{where}"
+    return int(await _run(db_pool.fetchval(sql, *params)))
+
+
 def _where(filters: WorkflowFilter, after: WorkflowKeyset | None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []

@@ -35,7 +35,7 @@ class Services:
     redis: Redis | None = None
     dlq: DeadLetterQueue | None = None
     dlq_monitor: DlqMonitor | None = None
-    drainer: DlqDrainer | None = None
+    drainers: list[DlqDrainer] = field(default_factory=list)
     workflow_index: WorkflowIndex | None = None
     catalog_listener: CatalogListener | None = None
     self_audit: SelfAudit | None = None

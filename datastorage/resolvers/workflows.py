@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from datastorage.domain import (
+    NewWorkflow,
     WorkflowFilter,
     WorkflowPage,
     WorkflowPageRequest,
@@ -40,7 +41,70 @@ log = logging.getLogger(__name__)
 
 async def create_workflow(ctx: Context, body: Any) -> WorkflowRecord:
     """Validate and store a new version, which becomes the latest of its name."""
+    return await _create(ctx, validate_workflow(body))
+
+
+async def import_workflow(ctx: Context, body: Any) -> WorkflowRecord | None:
+    """Create as `create_workflow` does, or None when this (workflow_name, version) is stored
+    already with the same content_hash; Conflict when it is stored with different content."""
     workflow = validate_workflow(body)
+    # Looked up first, so re-importing a catalog writes nothing (no lock, no NOTIFY).
+    if await _stored_unchanged(ctx, workflow):
+        return None
+    try:
+        return await _create(ctx, workflow)
+    except Conflict:
+        if await _stored_unchanged(ctx, workflow):  # created by someone else meanwhile
+            return None
+        raise
+
+
+async def _stored_unchanged(ctx: Context, workflow: NewWorkflow) -> bool:
+    name, version = workflow.workflow_name, workflow.version
+    with _translated(ctx):
+        # The primary: a replica may not have the version that made the insert conflict yet.
+        stored = await store.get_workflow_version(ctx.services.database.pool, name, version)
+    if stored is None:
+        return False
+    if stored.content_hash != workflow.content_hash:
+        raise Conflict(
+            f"workflow {name!r} version {version!r} already exists with different content "
+            f"(stored content_hash {stored.content_hash}, this one {workflow.content_hash})"
+        )
+    return True
+
+
+async def count_exported(ctx: Context, *, all_versions: bool) -> int:
+    """How many versions `export_workflows` yields."""
+    with _translated(ctx):
+        return await store.count_for_export(
+            ctx.services.database.read_pool, latest_only=not all_versions
+        )
+
+
+async def export_workflows(
+    ctx: Context, *, all_versions: bool, page_size: int = 500
+) -> AsyncIterator[list[WorkflowRecord]]:
+    """The catalog a page at a time: by name, each name's versions oldest first (the order in
+    which importing them again makes the same version the latest); latest versions only unless
+    `all_versions`."""
+    after: WorkflowRecord | None = None
+    while True:
+        with _translated(ctx):
+            page = await store.list_for_export(
+                ctx.services.database.read_pool,
+                latest_only=not all_versions,
+                after=after,
+                limit=page_size,
+            )
+        if page:
+            yield page
+        if len(page) < page_size:
+            return
+        after = page[-1]
+
+
+async def _create(ctx: Context, workflow: NewWorkflow) -> WorkflowRecord:
     with _translated(ctx):
         try:
             created = await store.insert_workflow(ctx.services.database.pool, workflow)

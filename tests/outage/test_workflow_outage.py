@@ -9,7 +9,6 @@ from datastorage.app import create_app
 from datastorage.settings import Settings
 from tests.conftest import running
 from tests.integration.test_workflow_search import create, filters, signal
-from tests.integration.test_workflows import workflow_body
 from tests.outage.conftest import PrivatePostgres
 
 
