@@ -111,7 +111,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port or settings.service.port
     workers = args.workers or settings.service.workers
     embedded: _Stoppable | None = None
-    from datastorage.app import event_rules
+    from datastorage.lifecycle import event_rules
 
     event_rules(settings)  # a broken event_data schema stops here with its file named
     if not settings.database.url:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from datastorage.app import command_services
+from datastorage.lifecycle import command_services
 from datastorage.persistence.errors import TransientDatabaseError
 from datastorage.resolvers import workflows
 from datastorage.resolvers.context import Context
