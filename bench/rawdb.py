@@ -134,6 +134,37 @@ async def preload(dsn: str, rows: int, *, seed: int, connections: int = 2) -> Pr
     )
 
 
+async def copy_catalog(
+    dsn: str, rows: Sequence[tuple[Any, ...]], columns: Sequence[str]
+) -> tuple[float, float]:
+    """COPY the workflow catalog into remediation_workflows in one statement (its statement
+    trigger NOTIFYs the service once, at commit), then ANALYZE; (copy seconds, analyze seconds)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        started = time.perf_counter()
+        await connection.copy_records_to_table(
+            "remediation_workflows", records=rows, columns=list(columns)
+        )
+        copied = time.perf_counter()
+        await connection.execute("ANALYZE remediation_workflows")
+        return copied - started, time.perf_counter() - copied
+    finally:
+        await connection.close()
+
+
+async def catalog_counts(dsn: str) -> dict[str, int]:
+    """Latest versions by status, as stored."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT status, count(*) FROM remediation_workflows WHERE is_latest_version "
+            "GROUP BY status"
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+    finally:
+        await connection.close()
+
+
 @dataclass(slots=True)
 class RawResult:
     """Outcome of an in-process raw-asyncpg loop."""

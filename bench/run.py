@@ -19,13 +19,20 @@ from typing import Any
 
 import orjson
 
-from bench import dlq, loadgen, rawdb, report, sysinfo
+from bench import dlq, loadgen, rawdb, report, search, sysinfo
 from bench.procs import ProcessRegistry, free_ports, terminate_on_signals
 from bench.workloads import DLQ_WORKLOADS, WORKLOADS, Harness, Profile, run_async
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
-HTTP_WORKLOADS = {"ingest_single", "ingest_batch", "page_rest", "page_graphql", *DLQ_WORKLOADS}
+HTTP_WORKLOADS = {
+    "ingest_single",
+    "ingest_batch",
+    "page_rest",
+    "page_graphql",
+    *search.SEARCH_WORKLOADS,
+    *DLQ_WORKLOADS,
+}
 PAGE_WORKLOADS = {"page_rest", "page_graphql", "page_raw"}
 
 FULL = Profile(name="full", warmup_s=3.0, duration_s=12.0, preload_rows=1_000_000)
@@ -193,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dlq_bench = dlq.DlqBench(
         harness, pg_bin=args.pg_bin, redis_url=args.dlq_redis_url, port_base=args.port_base + 10
     )
+    search_bench = search.SearchBench(harness)
     shared = any(name not in DLQ_WORKLOADS for name in args.selected)
     log(
         f"bench: profile {profile.name}, workloads {', '.join(args.selected)}; "
@@ -201,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     try:
         with terminate_on_signals():
-            results["setup"] = set_up(harness, args, results, shared=shared)
-            run_workloads(harness, args.selected, results, dlq_bench)
+            results["setup"] = set_up(harness, args, search_bench, shared=shared)
+            run_workloads(harness, args.selected, results, dlq_bench, search_bench)
         results["complete"] = True
     except KeyboardInterrupt:
         interrupted = True
@@ -259,9 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def set_up(
-    harness: Harness, args: argparse.Namespace, results: dict[str, Any], *, shared: bool
+    harness: Harness,
+    args: argparse.Namespace,
+    search_bench: search.SearchBench,
+    *,
+    shared: bool,
 ) -> dict[str, Any]:
-    """Fresh database, schema via the service's own start, preload when a page workload runs.
+    """Fresh database, schema via the service's own start, preload when a page workload runs,
+    the workflow catalog when a search workload runs.
 
     Without `shared` (only DLQ workloads, which bring their own cluster) the shared PostgreSQL
     is not used at all.
@@ -289,6 +302,9 @@ def set_up(
         loaded = run_async(rawdb.preload(harness.dsn, rows, seed=harness.profile.seed))
         setup["preload"] = loaded.as_dict()
         log(f"setup: preloaded {loaded.rows:,} rows in {loaded.seconds:.1f}s")
+    if set(search.SEARCH_WORKLOADS) & set(args.selected):
+        log("setup: loading the workflow catalog")
+        setup["catalog"] = search_bench.load()
     return setup
 
 
@@ -304,7 +320,11 @@ def wait_quiet(limit_s: float) -> float:
 
 
 def run_workloads(
-    harness: Harness, selected: Sequence[str], results: dict[str, Any], dlq_bench: dlq.DlqBench
+    harness: Harness,
+    selected: Sequence[str],
+    results: dict[str, Any],
+    dlq_bench: dlq.DlqBench,
+    search_bench: search.SearchBench,
 ) -> None:
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "startup": harness.startup,
@@ -313,18 +333,23 @@ def run_workloads(
         "page_graphql": lambda: report.page_result(
             harness.page_http("graphql"), harness.page_http("rest")
         ),
+        "search_rest": search_bench.rest,
+        "search_graphql": search_bench.graphql,
         "ingest_single": harness.ingest_single,
         "ingest_batch": harness.ingest_batch,
         "dlq_ingest": dlq_bench.ingest,
         "dlq_replay": dlq_bench.replay,
     }
-    # Pages first, on exactly the preloaded table; then the ingest workloads add rows; the DLQ
-    # workloads last, on their own cluster (replay drains what dlq_ingest queued).
+    # Pages first, on exactly the preloaded table; then the searches (each writes a self-audit
+    # row); then the ingest workloads add rows; the DLQ workloads last, on their own cluster
+    # (replay drains what dlq_ingest queued).
     order = (
         "startup",
         "page_raw",
         "page_rest",
         "page_graphql",
+        "search_rest",
+        "search_graphql",
         "ingest_single",
         "ingest_batch",
         "dlq_ingest",

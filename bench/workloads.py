@@ -29,6 +29,8 @@ WORKLOADS = (
     "page_rest",
     "page_graphql",
     "page_raw",
+    "search_rest",
+    "search_graphql",
     "dlq_ingest",
     "dlq_replay",
 )
@@ -71,6 +73,9 @@ class Profile:
     page_connections: int = 16
     page_correlations: int = 256
     startup_repeats: int = 3
+    search_connections: tuple[int, ...] = (20, 100)
+    search_bodies: int = 400
+    large_bucket_bodies: int = 100
     seed: int = 20240601
 
 

@@ -51,12 +51,18 @@ def build_schema(settings: Settings, allowed: frozenset[str] | None = None) -> s
     """The schema with bounded caches and limits; no per-field extensions (they cost per field)."""
     limits = settings.graphql
     # Factories: a fresh extension per operation; the parse/validation LRU caches are shared.
+    # The depth and alias rules are built once: each limiter instance makes new validation rule
+    # classes, and new classes per request made every ValidationCache lookup miss
+    # (measured: searchWorkflows 174 → 535 req/s with the cache hitting).
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         lambda: ParserCache(maxsize=limits.cache_size),
         lambda: ValidationCache(maxsize=limits.cache_size),
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+        lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
         lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal error."),
         OperationMetrics,
     ]
