@@ -32,10 +32,10 @@ from datastorage.resolvers.errors import (
 from datastorage.resolvers.validation import (
     FieldErrors,
     TextReader,
+    choice_field,
     int_field,
     json_type,
     parse_rfc3339,
-    preview,
 )
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,9 @@ def validate_notification(body: Any) -> NewNotification:
         remediation_id=required["remediation_id"] or "",
         notification_id=required["notification_id"] or "",
         recipient=required["recipient"] or "",
-        channel=_choice(body, "channel", CHANNELS, errors) or "",
+        channel=choice_field(body, "channel", CHANNELS, errors) or "",
         message_summary=required["message_summary"] or "",
-        status=_choice(body, "status", STATUSES, errors) or "",
+        status=choice_field(body, "status", STATUSES, errors) or "",
         sent_at=_sent_at(body, errors) or _EPOCH,
         delivery_status=text.optional("delivery_status", MAX_LENGTHS["delivery_status"]),
         error_message=text.optional("error_message", MAX_LENGTHS["error_message"]),
@@ -152,19 +152,6 @@ def validate_notification(body: Any) -> NewNotification:
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _choice(
-    body: Mapping[str, Any], field: str, allowed: tuple[str, ...], errors: FieldErrors
-) -> str | None:
-    value = body.get(field)
-    if value is None or value == "":
-        errors.add(field, "is required")
-        return None
-    if not isinstance(value, str) or value not in allowed:
-        errors.add(field, f"must be one of {', '.join(allowed)}, got {preview(value)}")
-        return None
-    return value
 
 
 def _sent_at(body: Mapping[str, Any], errors: FieldErrors) -> dt.datetime | None:

@@ -423,3 +423,23 @@ def preview(value: Any) -> str:
     """A short repr of a client's value, for messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def choice_field(
+    body: Mapping[str, Any],
+    field: str,
+    allowed: tuple[str, ...],
+    errors: FieldErrors,
+    *,
+    required: bool = True,
+) -> str | None:
+    """An enum-like string field: one of `allowed` (absent or "" is "is required" when required)."""
+    value = body.get(field)
+    if value is None or value == "":
+        if required:
+            errors.add(field, "is required")
+        return None
+    if not isinstance(value, str) or value not in allowed:
+        errors.add(field, f"must be one of {', '.join(allowed)}, got {preview(value)}")
+        return None
+    return value

@@ -14,7 +14,13 @@ from typing import Any
 from datastorage.domain import WorkflowSearchRow
 from datastorage.resolvers.context import Context
 from datastorage.resolvers.errors import InvalidRequest, ServiceUnavailable, ValidationFailed
-from datastorage.resolvers.validation import FieldErrors, TextReader, json_type, preview
+from datastorage.resolvers.validation import (
+    FieldErrors,
+    TextReader,
+    choice_field,
+    json_type,
+    preview,
+)
 from datastorage.resolvers.workflow_scoring import (
     MAX_TOP_K,
     RankedWorkflow,
@@ -98,10 +104,10 @@ def validate_search(body: Any) -> SearchRequest:
     signal_type = text.required("signal_type", LABEL_MAX)
     if signal_type is not None and WILDCARD in signal_type:
         nested.add("signal_type", "must not be the wildcard '*' (signal_type is matched exactly)")
-    severity = _choice(filters, "severity", SEVERITIES, nested)
+    severity = choice_field(filters, "severity", SEVERITIES, nested)
     component = text.required("component", LABEL_MAX)
-    environment = _choice(filters, "environment", ENVIRONMENTS, nested)
-    priority = _choice(filters, "priority", PRIORITIES, nested)
+    environment = choice_field(filters, "environment", ENVIRONMENTS, nested)
+    priority = choice_field(filters, "priority", PRIORITIES, nested)
     detected = detected_labels(filters.get("detected_labels"), nested)
     custom = custom_labels(filters.get("custom_labels"), nested)
     statuses = _statuses(filters.get("status"), nested)
@@ -145,19 +151,6 @@ def validate_search(body: Any) -> SearchRequest:
     if statuses:
         echoed["status"] = statuses
     return SearchRequest(query, echoed, remediation_id)
-
-
-def _choice(
-    body: Mapping[str, Any], field: str, allowed: tuple[str, ...], errors: FieldErrors
-) -> str | None:
-    value = body.get(field)
-    if value is None or value == "":
-        errors.add(field, "is required")
-        return None
-    if not isinstance(value, str) or value not in allowed:
-        errors.add(field, f"must be one of {', '.join(allowed)}, got {preview(value)}")
-        return None
-    return value
 
 
 def _statuses(value: Any, errors: FieldErrors) -> list[str]:

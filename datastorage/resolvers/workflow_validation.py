@@ -21,6 +21,7 @@ from datastorage.resolvers.errors import ImmutableFieldViolation, InvalidRequest
 from datastorage.resolvers.validation import (
     FieldErrors,
     TextReader,
+    choice_field,
     int_field,
     json_type,
     parse_rfc3339,
@@ -97,7 +98,7 @@ def validate_workflow(body: Any) -> NewWorkflow:
     if name is not None and "/" in name:
         errors.add("workflow_name", "must not contain '/' (it is a path segment of the REST API)")
     content = text.required("content", CONTENT_MAX)
-    status = _choice(body, "status", STATUSES, errors, required=False) or WorkflowStatus.ACTIVE
+    status = choice_field(body, "status", STATUSES, errors, required=False) or WorkflowStatus.ACTIVE
     optional = {field: text.optional(field, MAX_LENGTHS[field]) for field in _OPTIONAL_TEXT}
     texts = {field: text.optional(field, TEXT_MAX) for field in _NOTES}
     disabled_reason = text.optional("disabled_reason", TEXT_MAX)
@@ -168,10 +169,10 @@ def mandatory_labels(value: Any, errors: FieldErrors) -> dict[str, Any]:
         )
     return {
         "signal_type": signal_type,
-        "severity": _choice(labels, "severity", SEVERITIES, nested, required=True),
+        "severity": choice_field(labels, "severity", SEVERITIES, nested, required=True),
         "component": text.required("component", LABEL_MAX),
         "environment": _environments(labels.get("environment"), nested),
-        "priority": _choice(labels, "priority", PRIORITIES, nested, required=True),
+        "priority": choice_field(labels, "priority", PRIORITIES, nested, required=True),
     }
 
 
@@ -205,7 +206,7 @@ def detected_labels(value: Any, errors: FieldErrors) -> dict[str, Any]:
         elif item is not None:
             found[flag] = item
     for field, allowed in (("gitOpsTool", GITOPS_TOOLS), ("serviceMesh", SERVICE_MESHES)):
-        choice = _choice(labels, field, allowed, nested, required=False)
+        choice = choice_field(labels, field, allowed, nested, required=False)
         if choice is not None:
             found[field] = choice
     failed = labels.get("failed_detections")
@@ -324,7 +325,7 @@ def validate_update(body: Any) -> WorkflowUpdate:
         )
     errors = FieldErrors("")
     text = TextReader(body, errors)
-    status = _choice(body, "status", STATUSES, errors, required=False)
+    status = choice_field(body, "status", STATUSES, errors, required=False)
     update = WorkflowUpdate(
         status=status,
         disabled_by=text.optional("disabled_by", MAX_LENGTHS["disabled_by"]),
@@ -389,25 +390,6 @@ def _object(
         return None
     if not isinstance(value, Mapping):
         errors.add(field, f"must be a JSON object, got {json_type(value)}")
-        return None
-    return value
-
-
-def _choice(
-    body: Mapping[str, Any],
-    field: str,
-    allowed: tuple[str, ...],
-    errors: FieldErrors,
-    *,
-    required: bool,
-) -> str | None:
-    value = body.get(field)
-    if value is None or value == "":
-        if required:
-            errors.add(field, "is required")
-        return None
-    if not isinstance(value, str) or value not in allowed:
-        errors.add(field, f"must be one of {', '.join(allowed)}, got {preview(value)}")
         return None
     return value
 
