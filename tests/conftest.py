@@ -139,3 +139,13 @@ def event_body(**overrides: Any) -> dict[str, Any]:
         else:
             body[key] = value
     return body
+
+
+def metric(text: str, sample: str) -> float:
+    """The sum of the samples of `sample` in Prometheus text: a metric name (all its label sets)
+    or one exact `name{labels}`; 0 when none is exported yet."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(sample + " ") or line.startswith(sample + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

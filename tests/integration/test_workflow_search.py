@@ -16,11 +16,12 @@ from starlette.applications import Starlette
 
 from datastorage.app import create_app
 from datastorage.settings import Settings
-from tests.conftest import running
+from tests.conftest import metric, running
 from tests.integration.test_openapi import check_answer
 from tests.integration.test_workflows import SPEC, workflow_body
 
 SEARCH = "/api/v1/workflows/search"
+FAILED_AUDITS = 'datastorage_self_audit_events_total{result="failed"}'
 GITOPS = {"gitOpsManaged": True, "gitOpsTool": "argocd", "pdbProtected": True}
 GRAPHQL_SEARCH = """
 query Search($input: WorkflowSearchInput!) {
@@ -274,22 +275,15 @@ async def test_a_failing_self_audit_never_fails_the_search(
     async def refuse(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the writer is broken")
 
-    before = _metric((await client.get("/metrics")).text, "failed")
+    before = metric((await client.get("/metrics")).text, FAILED_AUDITS)
     monkeypatch.setattr(writer, "submit", refuse)
     found = await search(client, filters=filters(kind))
     assert len(found["workflows"]) == 1
     for _ in range(50):
         await asyncio.sleep(0.02)
-        if _metric((await client.get("/metrics")).text, "failed") > before:
+        if metric((await client.get("/metrics")).text, FAILED_AUDITS) > before:
             break
-    assert _metric((await client.get("/metrics")).text, "failed") == before + 1
-
-
-def _metric(text: str, result: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(f'datastorage_self_audit_events_total{{result="{result}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    assert metric((await client.get("/metrics")).text, FAILED_AUDITS) == before + 1
 
 
 async def test_a_change_on_one_replica_is_searchable_on_another(

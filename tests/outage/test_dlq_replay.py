@@ -10,9 +10,9 @@ import redis.asyncio as redis
 
 from datastorage.app import create_app
 from datastorage.settings import Settings
-from tests.conftest import event_body, running
+from tests.conftest import event_body, metric, running
 from tests.outage.conftest import PrivatePostgres, PrivateRedis
-from tests.outage.test_postgres_outage import metric, stored_ids, wait_for
+from tests.outage.test_postgres_outage import stored_ids, wait_for
 
 SINGLE = "/api/v1/audit/events"
 

@@ -17,7 +17,7 @@ import redis.asyncio as redis
 
 from datastorage.app import create_app
 from datastorage.settings import Settings
-from tests.conftest import event_body, running
+from tests.conftest import event_body, metric, running
 from tests.outage.conftest import PrivatePostgres, PrivateRedis
 
 SINGLE = "/api/v1/audit/events"
@@ -39,14 +39,6 @@ async def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) ->
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 async def test_writes_during_an_outage_are_queued_then_stored_once(

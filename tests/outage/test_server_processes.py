@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import event_body
+from tests.conftest import event_body, metric
 from tests.outage.conftest import PrivatePostgres, PrivateRedis, free_port
 
 pytestmark = pytest.mark.slow
@@ -57,12 +57,7 @@ class Server:
             self.process.wait(timeout=10)
 
     def metric(self, name: str) -> float:
-        text = httpx.get(f"{self.base}/metrics", timeout=5).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name + " ") or line.startswith(name + "{")
-        )
+        return metric(httpx.get(f"{self.base}/metrics", timeout=5).text, name)
 
 
 @pytest.fixture
