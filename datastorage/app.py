@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -80,7 +81,8 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> Starlette
         Route("/graphql", graphql),
         WebSocketRoute("/graphql", view),
     ]
-    app = Starlette(
+    app = DataStorageApp(
+        metrics,
         routes=routes,
         lifespan=_lifespan(settings, metrics, rules, handle_signals=handle_signals),
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _internal_error},
@@ -88,8 +90,27 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> Starlette
     app.state.settings = settings
     app.state.schema = schema
     app.state.fast_path = fast_path
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=routes)
     return app
+
+
+class DataStorageApp(Starlette):
+    """Starlette with the observability middleware outermost, serving the direct routes.
+
+    Starlette always puts its own error middleware first; the audit writes are answered before
+    it (they catch their own errors), so they pay for none of the framework's layers.
+    """
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ObservabilityMiddleware(
+            super().build_middleware_stack(),
+            metrics=self.metrics,
+            routes=self.routes,
+            direct=rest_audit.direct_routes(self.state),
+        )
 
 
 def operation_allowlist(settings: Settings) -> frozenset[str] | None:

@@ -1,14 +1,16 @@
 """One plain ASGI middleware for every request: its id and trace context for logs, and metrics.
 
 A single wrapper (rather than one per concern) because each middleware layer wraps `send` again,
-and on the ingest path those layers cost more than the work they do.
+and on the ingest path those layers cost more than the work they do. It is the outermost layer
+and also dispatches the few routes served directly on ASGI (the audit writes), so those skip
+the whole framework stack and the `send` wrapper.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -17,13 +19,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from datastorage.observability.logging import request_id_var, trace_id_var
 from datastorage.observability.metrics import Metrics
 
+# Answers a request itself, adding the given headers (the request id); returns the status sent.
+DirectHandler = Callable[[Scope, Receive, Send, Sequence[tuple[bytes, bytes]]], Awaitable[int]]
+# (method, exact path) → (route template for the metrics, handler)
+DirectRoutes = Mapping[tuple[str, str], tuple[str, DirectHandler]]
+
 
 class ObservabilityMiddleware:
     """Labels by route template (never the raw path, so label values stay bounded)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        routes: Sequence[BaseRoute],
+        direct: DirectRoutes | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.direct = direct or {}
         self.templates: dict[Any, str] = {}
         self.series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for route in routes:
@@ -40,6 +54,19 @@ class ObservabilityMiddleware:
         trace_token = trace_id_var.set(trace_id)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
+        # Behind a root path, Starlette's router strips it; the exact match here would not.
+        direct = (
+            None if scope.get("root_path") else self.direct.get((scope["method"], scope["path"]))
+        )
+        if direct is not None:
+            template, handler = direct
+            try:
+                status = await handler(scope, receive, send, (id_header,))
+            finally:
+                request_id_var.reset(request_token)
+                trace_id_var.reset(trace_token)
+                self._observe(template, scope["method"], status, started)
+            return
 
         async def send_with_context(message: Message) -> None:
             nonlocal status
@@ -53,12 +80,16 @@ class ObservabilityMiddleware:
         finally:
             request_id_var.reset(request_token)
             trace_id_var.reset(trace_token)
-            key = (self.templates.get(scope.get("endpoint"), "unmatched"), scope["method"], status)
-            series = self.series.get(key)
-            if series is None:
-                series = self._series(*key)
-            series[0].inc()
-            series[1].observe(time.perf_counter() - started)
+            template = self.templates.get(scope.get("endpoint"), "unmatched")
+            self._observe(template, scope["method"], status, started)
+
+    def _observe(self, route: str, method: str, status: int, started: float) -> None:
+        key = (route, method, status)
+        series = self.series.get(key)
+        if series is None:
+            series = self._series(*key)
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
 
     def _series(self, route: str, method: str, status: int) -> tuple[Any, Any]:
         # labels() hashes and locks on every call; the few distinct label sets are kept here.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from datastorage.domain import PageRequest
+from datastorage.observability.http import DirectHandler
 from datastorage.resolvers import audit
 from datastorage.resolvers.audit_queries import (
     build_filter,
@@ -19,8 +22,8 @@ from datastorage.resolvers.audit_queries import (
 )
 from datastorage.resolvers.context import Context, Services, hints_from_traceparent
 from datastorage.resolvers.errors import DomainError, ValidationFailed
-from datastorage.rest_compat.encoding import json_response, legacy_event, read_json
-from datastorage.rest_compat.problems import from_error
+from datastorage.rest_compat.direct import direct_route, json_route, problem_for
+from datastorage.rest_compat.encoding import json_response, legacy_event
 
 QUERY_LIMIT_MAX = 1000
 QUERY_LIMIT_DEFAULT = 50
@@ -46,65 +49,40 @@ def maps_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except DomainError as error:
-            services: Services = request.app.state.services
-            if isinstance(error, ValidationFailed):
-                for field in error.field_errors:
-                    services.metrics.validation_failures.labels(_field_label(field)).inc()
-            return from_error(
-                services.settings.service.problem_base_uri, error, instance=request.url.path
-            )
+            return problem_for(request.app.state.services, error, request.url.path)
 
     return wrapper
 
 
-def _field_label(field: str) -> str:
-    # "[3].event_type" → "event_type": bounded label values for the metric.
-    return field.rsplit(".", 1)[-1] if "]" in field else field
-
-
-@maps_errors
-async def post_event(request: Request) -> Response:
-    ctx = context_from(request)
-    accepted = await audit.create_event(
-        ctx, await read_json(request, ctx.services.settings.service.max_body_bytes)
-    )
+async def answer_event(ctx: Context, body: Any) -> tuple[int, Any]:
+    """POST /api/v1/audit/events: 201 once committed, 202 once queued for replay."""
+    accepted = await audit.create_event(ctx, body)
     stored = accepted.events[0]
     if accepted.queued:
-        body = {
+        return 202, {
             "status": "accepted",
             "message": "audit event queued for asynchronous persistence",
             "event_id": stored.event_id,
         }
-        return json_response(body, status=202)
-    message = "audit event already stored" if stored.duplicate else "audit event created"
-    return json_response(
-        {
-            "event_id": stored.event_id,
-            "event_timestamp": stored.event_timestamp,
-            "message": message,
-        },
-        status=201,
-    )
+    return 201, {
+        "event_id": stored.event_id,
+        "event_timestamp": stored.event_timestamp,
+        "message": "audit event already stored" if stored.duplicate else "audit event created",
+    }
 
 
-@maps_errors
-async def post_batch(request: Request) -> Response:
-    ctx = context_from(request)
-    accepted = await audit.create_events(
-        ctx, await read_json(request, ctx.services.settings.service.max_body_bytes)
-    )
+async def answer_batch(ctx: Context, body: Any) -> tuple[int, Any]:
+    """POST /api/v1/audit/events/batch: all or nothing, ids in input order."""
+    accepted = await audit.create_events(ctx, body)
     event_ids = [stored.event_id for stored in accepted.events]
     if accepted.queued:
-        body = {
+        return 202, {
             "status": "accepted",
             "message": "audit events queued for asynchronous persistence",
             "count": len(event_ids),
             "event_ids": event_ids,
         }
-        return json_response(body, status=202)
-    return json_response(
-        {"event_ids": event_ids, "message": f"{len(event_ids)} audit events created"}, status=201
-    )
+    return 201, {"event_ids": event_ids, "message": f"{len(event_ids)} audit events created"}
 
 
 @maps_errors
@@ -155,10 +133,22 @@ def _int_param(raw: str | None, name: str, default: int) -> int:
         raise ValidationFailed({name: f"must be an integer, got {raw[:40]!r}"}) from None
 
 
+EVENTS_PATH = "/api/v1/audit/events"
+BATCH_PATH = "/api/v1/audit/events/batch"
+
+
 def routes() -> list[Route]:
     """The legacy audit-event routes."""
     return [
-        Route("/api/v1/audit/events", post_event, methods=["POST"]),
-        Route("/api/v1/audit/events", list_events, methods=["GET"]),
-        Route("/api/v1/audit/events/batch", post_batch, methods=["POST"]),
+        Route(EVENTS_PATH, json_route(answer_event), methods=["POST"]),
+        Route(EVENTS_PATH, list_events, methods=["GET"]),
+        Route(BATCH_PATH, json_route(answer_batch), methods=["POST"]),
     ]
+
+
+def direct_routes(state: State) -> dict[tuple[str, str], tuple[str, DirectHandler]]:
+    """The write routes served straight on ASGI: (method, path) → (route template, handler)."""
+    return {
+        ("POST", EVENTS_PATH): (EVENTS_PATH, direct_route(state, answer_event)),
+        ("POST", BATCH_PATH): (BATCH_PATH, direct_route(state, answer_batch)),
+    }

@@ -26,20 +26,30 @@ _LONG_NUMBER = re.compile(rb"[:\[,]\s*-?\d{19}")
 
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body; 413 over `limit`, 415 if not declared JSON, 400 if not valid JSON."""
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"the body must be application/json, got {media_type or 'nothing'!r}"
-        )
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    check_json_headers(
+        request.headers.get("content-type", ""), request.headers.get("content-length"), limit
+    )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+    return parse_json(body)
+
+
+def check_json_headers(content_type: str, content_length: str | None, limit: int) -> None:
+    """415 unless the body is declared JSON; 413 when its declared length is over `limit`."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"the body must be application/json, got {media_type or 'nothing'!r}"
+        )
+    if content_length and content_length.isdigit() and int(content_length) > limit:
+        raise BodyTooLarge(f"the body is {content_length} bytes; the limit is {limit}")
+
+
+def parse_json(body: bytes | bytearray) -> Any:
+    """The JSON value of a body; InvalidRequest (400) naming the position when it is not JSON."""
     if _LONG_NUMBER.search(body):
         # orjson turns integers beyond 64 bits into floats, silently losing digits; the standard
         # parser keeps them exact so that validation can refuse them by name.
@@ -53,6 +63,11 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest(
             f"the body is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from None
+
+
+def dump_json(content: Any) -> bytes:
+    """`content` as JSON bytes, as every REST answer writes it (timestamps RFC 3339 with Z)."""
+    return orjson.dumps(content, default=_default, option=_JSON_OPTIONS)
 
 
 def _not_json(name: str) -> Any:
@@ -80,7 +95,7 @@ def json_response(
 ) -> Response:
     """A JSON response serialised by orjson (timestamps as RFC 3339 with Z)."""
     return Response(
-        orjson.dumps(content, default=_default, option=_JSON_OPTIONS),
+        dump_json(content),
         status_code=status,
         media_type="application/json",
         headers=headers,
