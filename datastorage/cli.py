@@ -128,6 +128,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             http="httptools",
             lifespan="on",
             access_log=False,
+            # Nothing reads the client address (actor_ip comes from the event itself), so
+            # rewriting it from X-Forwarded-For on every request would be work for nothing.
+            proxy_headers=False,
             log_config=logging_config(
                 settings.service.log_format,
                 settings.service.log_level,

@@ -8,7 +8,7 @@ the whole framework stack and the `send` wrapper.
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -111,4 +111,6 @@ def _request_ids(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str | Non
         elif name == b"traceparent":
             parts = value.decode("latin-1").split("-")
             trace_id = parts[1] if len(parts) >= 4 else None
-    return request_id or secrets.token_hex(8), trace_id
+    # 64 random bits without a system call (secrets asks the kernel each time): an id to find a
+    # request's log lines by, not a secret. `random` is reseeded in forked workers.
+    return request_id or f"{random.getrandbits(64):016x}", trace_id
