@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.datastructures import State
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -57,6 +57,9 @@ def json_route(answer: Answer) -> Callable[[Request], Awaitable[Response]]:
         try:
             body = await read_json(request, services.settings.service.max_body_bytes)
             status, content = await answer(ctx, body)
+        except ClientDisconnect:
+            # As the direct route: counted as 499, not an error; the server drops the answer.
+            return Response(status_code=CLIENT_GONE)
         except DomainError as error:
             return problem_for(services, error, request.url.path)
         return json_response(content, status=status)
