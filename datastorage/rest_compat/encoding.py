@@ -16,12 +16,15 @@ from datastorage.domain import AuditEventRecord
 from datastorage.resolvers.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 
 _JSON_OPTIONS = orjson.OPT_UTC_Z
-# A run of 19 digits may be an integer beyond 64 bits. Mapping every digit to "9" and searching
-# for nineteen of them is ten times cheaper than a regular expression on every body.
-# A number token of 19 or more digits: after `:`, `[` or `,` (with optional blanks and sign).
-# Digit runs inside strings (ids, fingerprints) do not match, so they keep orjson's speed; a
-# string that happens to contain such a sequence only costs the slower exact parser.
+# A number token of 19 or more digits may be an integer beyond 64 bits: after `:`, `[` or `,`
+# (with optional blanks and sign). Digit runs inside strings (ids, fingerprints) do not match, so
+# they keep orjson's speed; a string that happens to contain such a sequence only costs the slower
+# exact parser.
 _LONG_NUMBER = re.compile(rb"[:\[,]\s*-?\d{19}")
+# The expression tries every `:`, `,` and `[` of a body (3 µs for a 500-byte event); mapping
+# digits to "9" and looking for nineteen in a row (0.4 µs) rules most bodies out first.
+_DIGITS_TO_NINES = bytes.maketrans(b"0123456789", b"9" * 10)
+_NINETEEN_DIGITS = b"9" * 19
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -50,7 +53,10 @@ def check_json_headers(content_type: str, content_length: str | None, limit: int
 
 def parse_json(body: bytes | bytearray) -> Any:
     """The JSON value of a body; InvalidRequest (400) naming the position when it is not JSON."""
-    if _LONG_NUMBER.search(body):
+    if (
+        body.translate(_DIGITS_TO_NINES).find(_NINETEEN_DIGITS) >= 0
+        and _LONG_NUMBER.search(body) is not None
+    ):
         # orjson turns integers beyond 64 bits into floats, silently losing digits; the standard
         # parser keeps them exact so that validation can refuse them by name.
         try:
