@@ -1,8 +1,8 @@
 """Routes served straight on ASGI, without Starlette's request and response machinery.
 
-Used for the audit write routes, the hottest of the service: every producer posts there, one
-small event per request. Measured on 2 cores, Starlette's router, its two exception middlewares
-and its Request/Response objects cost a fifth of such a request. A direct route reads the body
+Used for the hottest routes of the service: the audit writes (every producer posts there, one
+small event per request) and the workflow search. Measured on 2 cores, Starlette's router, its
+two exception middlewares and its Request/Response objects cost a fifth of such a request. A direct route reads the body
 from `receive`, calls the same resolver function as the Starlette route and sends its answer
 itself; both are built from one `Answer` function, so they cannot drift apart.
 """

@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from datastorage.domain import WorkflowPageRequest, WorkflowRecord
+from datastorage.observability.http import DirectHandler
 from datastorage.resolvers import workflow_search, workflows
 from datastorage.resolvers.audit_queries import check_page_size
+from datastorage.resolvers.context import Context
 from datastorage.resolvers.errors import NotFound, ValidationFailed
 from datastorage.resolvers.workflow_queries import build_workflow_filter
 from datastorage.resolvers.workflow_search import SearchMatch
 from datastorage.rest_compat.audit import QUERY_OFFSET_MAX, context_from, maps_errors
+from datastorage.rest_compat.direct import direct_route, json_route
 from datastorage.rest_compat.encoding import json_response, read_json
 
 PATH = "/api/v1/workflows"
@@ -162,17 +166,14 @@ def legacy_workflow(record: WorkflowRecord) -> dict[str, Any]:
     }
 
 
-@maps_errors
-async def search_workflows(request: Request) -> Response:
-    ctx = context_from(request)
-    body = await read_json(request, ctx.services.settings.service.max_body_bytes)
+async def answer_search(ctx: Context, body: Any) -> tuple[int, Any]:
+    """POST /api/v1/workflows/search: the ranked matches (an empty list when none)."""
     outcome = await workflow_search.search_workflows(ctx, body)
-    answer = {
+    return 200, {
         "workflows": [search_result(match) for match in outcome.matches],
         "total_results": outcome.total_results,
         "filters": outcome.filters,
     }
-    return json_response(answer)
 
 
 def search_result(match: SearchMatch) -> dict[str, Any]:
@@ -201,6 +202,14 @@ def search_result(match: SearchMatch) -> dict[str, Any]:
     }
 
 
+SEARCH_PATH = PATH + "/search"
+
+
+def direct_routes(state: State) -> dict[tuple[str, str], tuple[str, DirectHandler]]:
+    """Search, the catalog's hot route, served straight on ASGI (see `direct`)."""
+    return {("POST", SEARCH_PATH): (SEARCH_PATH, direct_route(state, answer_search))}
+
+
 def routes() -> list[Route]:
     """The legacy workflow catalog routes.
 
@@ -212,7 +221,7 @@ def routes() -> list[Route]:
         Route(PATH, post_workflow, methods=["POST"]),
         Route(PATH, list_workflows, methods=["GET"]),
         Route(PATH + "/by-name/{workflow_name}/versions", list_versions, methods=["GET"]),
-        Route(PATH + "/search", search_workflows, methods=["POST"]),
+        Route(SEARCH_PATH, json_route(answer_search), methods=["POST"]),
         Route(by_id, get_workflow, methods=["GET"]),
         Route(by_id, patch_workflow, methods=["PATCH"]),
         Route(by_id + "/disable", disable_workflow, methods=["PATCH"]),
