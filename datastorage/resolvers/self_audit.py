@@ -1,8 +1,10 @@
 """The service audits its own catalog: created/updated workflows and every search.
 
 The events go through the same group-commit writer as everyone's (so they are chained, and
-queued on the DLQ when PostgreSQL is down), in background tasks: the response that caused them
-never waits, and a failure to write one never fails it; it is logged and counted.
+queued on the DLQ when PostgreSQL is down), from one background task: the response that caused
+them never waits, and a failure to write them never fails it; it is logged and counted. Events
+recorded while a write is in flight go together in the next one, so a search costs an append
+to a list rather than a task and a writer ticket of its own.
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ log = logging.getLogger(__name__)
 SEARCH_CORRELATION = "workflow-catalog-search"  # when a search names no remediation
 
 
+# Events per writer ticket: a ticket shares one fate, so a refusal stays small.
+_TICKET_MAX = 500
+
+
 class SelfAudit:
     def __init__(self, writer: GroupCommitWriter, metrics: Metrics) -> None:
         self._writer = writer
         self._metrics = metrics
-        self._pending: set[asyncio.Task[None]] = set()
+        self._waiting: list[NewAuditEvent] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def workflow_changed(self, action: str, workflow: WorkflowRecord, actor: str | None) -> None:
         """`action` is created or updated."""
@@ -77,8 +84,8 @@ class SelfAudit:
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for events still being written (at shutdown, before the writer closes)."""
-        if self._pending:
-            await asyncio.wait(list(self._pending), timeout=timeout_s)
+        if self._sender is not None and not self._sender.done():
+            await asyncio.wait([self._sender], timeout=timeout_s)
 
     def _record(
         self,
@@ -120,14 +127,18 @@ class SelfAudit:
             span_id=None,
             may_exist=False,
         )
-        task = asyncio.create_task(self._write(event), name="self-audit")
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._waiting.append(event)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="self-audit")
 
-    async def _write(self, event: NewAuditEvent) -> None:
-        try:
-            await self._writer.submit([event])
-            self._metrics.self_audit_events.labels("written").inc()
-        except Exception as exc:
-            self._metrics.self_audit_events.labels("failed").inc()
-            log.warning("self-audit event %s was not written: %s", event.event_type, exc)
+    async def _send(self) -> None:
+        # Runs until nothing waits; what arrives during a write goes in the next one.
+        while self._waiting:
+            events = self._waiting[:_TICKET_MAX]
+            del self._waiting[:_TICKET_MAX]
+            try:
+                await self._writer.submit(events)
+                self._metrics.self_audit_events.labels("written").inc(len(events))
+            except Exception as exc:
+                self._metrics.self_audit_events.labels("failed").inc(len(events))
+                log.warning("%d self-audit events were not written: %s", len(events), exc)
