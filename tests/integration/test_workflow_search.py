@@ -22,6 +22,7 @@ from tests.integration.test_workflows import SPEC, workflow_body
 
 SEARCH = "/api/v1/workflows/search"
 FAILED_AUDITS = 'datastorage_self_audit_events_total{result="failed"}'
+WRITTEN_AUDITS = 'datastorage_self_audit_events_total{result="written"}'
 GITOPS = {"gitOpsManaged": True, "gitOpsTool": "argocd", "pdbProtected": True}
 GRAPHQL_SEARCH = """
 query Search($input: WorkflowSearchInput!) {
@@ -262,6 +263,33 @@ async def test_searches_and_catalog_changes_are_audited(
             "SELECT event_type FROM audit_events WHERE resource_id = $1", workflow_id
         )
     assert [row[0] for row in created] == ["datastorage.workflow.created"]
+
+
+async def test_a_burst_of_searches_writes_one_audit_event_each(
+    app: Starlette, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    kind = signal()
+    workflow_id = await create(client, kind)
+    for _ in range(100):  # the index picks the new workflow up from its NOTIFY
+        if (await search(client, filters=filters(kind)))["workflows"]:
+            break
+        await asyncio.sleep(0.02)
+    await app.state.services.self_audit.drain(5)
+    before = metric((await client.get("/metrics")).text, WRITTEN_AUDITS)
+    remediations = [f"rr-burst-{uuid.uuid4().hex[:8]}" for _ in range(80)]
+    answers = await asyncio.gather(
+        *(search(client, filters=filters(kind), remediation_id=r) for r in remediations)
+    )
+    assert all(answer["workflows"][0]["workflow_id"] == workflow_id for answer in answers)
+    await app.state.services.self_audit.drain(10)
+    rows = await db.fetch(
+        "SELECT correlation_id, count(*) FROM audit_events "
+        "WHERE event_type = 'workflow.catalog.search_completed' AND correlation_id = ANY($1) "
+        "GROUP BY correlation_id",
+        remediations,
+    )
+    assert sorted((row[0], row[1]) for row in rows) == sorted((r, 1) for r in remediations)
+    assert metric((await client.get("/metrics")).text, WRITTEN_AUDITS) == before + 80
 
 
 async def test_a_failing_self_audit_never_fails_the_search(
