@@ -129,7 +129,7 @@ class AuditEventFilterInput:
     @classmethod
     def from_coerced(cls, value: dict[str, Any]) -> AuditEventFilterInput:
         """Build from graphql-core's coerced input (GraphQL names, enum values as strings)."""
-        fields = {_snake(name): item for name, item in value.items()}
+        fields = {snake_case(name): item for name, item in value.items()}
         if fields.get("event_outcome") is not None:
             fields["event_outcome"] = EventOutcome(fields["event_outcome"])
         return cls(**fields)
@@ -144,7 +144,8 @@ class AuditEventFilterInput:
         return values
 
 
-def _snake(name: str) -> str:
+def snake_case(name: str) -> str:
+    """A GraphQL field name as its Python attribute: eventType → event_type."""
     return "".join(f"_{char.lower()}" if char.isupper() else char for char in name)
 
 

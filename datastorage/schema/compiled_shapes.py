@@ -113,8 +113,15 @@ def collect_fields(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
     type_name: str,
+    *,
+    also: frozenset[str] = frozenset(),
+    skip: frozenset[str] = frozenset(),
 ) -> dict[str, list[FieldNode]]:
-    """Response key → field nodes, in selection order, expanding fragments on `type_name`."""
+    """Response key → field nodes, in selection order, expanding fragments on `type_name`.
+
+    For a union: fragments on the union itself (`also`) are expanded too, fragments on the
+    member types in `skip` are left out (their branch is not the one being compiled).
+    """
     collected: dict[str, list[FieldNode]] = {}
     if selection_set is None:
         return collected
@@ -137,14 +144,16 @@ def collect_fields(
             condition, inner = fragment.type_condition, fragment.selection_set
         else:
             raise Unsupported("selection kind")
-        if condition is not None and condition.name.value != type_name:
+        if condition is not None and condition.name.value in skip:
+            continue
+        if condition is not None and condition.name.value not in also | {type_name}:
             raise Unsupported("fragment on another type")
-        for key, nodes in collect_fields(inner, fragments, type_name).items():
+        for key, nodes in collect_fields(inner, fragments, type_name, also=also, skip=skip).items():
             collected.setdefault(key, []).extend(nodes)
     return collected
 
 
-def _merged(nodes: list[FieldNode]) -> SelectionSetNode:
+def merged(nodes: list[FieldNode]) -> SelectionSetNode:
     selections = [
         selection
         for node in nodes
@@ -166,12 +175,12 @@ def connection_shape(
     edge_keys: list[tuple[str, str]] = []
     page_info_keys: list[tuple[str, str]] = []
     node_shape: EventShape | None = None
-    for key, children in collect_fields(_merged(nodes), fragments, "AuditEventConnection").items():
+    for key, children in collect_fields(merged(nodes), fragments, "AuditEventConnection").items():
         name = children[0].name.value
         keys.append((key, name))
         if name == "edges":
             for edge_key, edge_children in collect_fields(
-                _merged(children), fragments, "AuditEventEdge"
+                merged(children), fragments, "AuditEventEdge"
             ).items():
                 edge_name = edge_children[0].name.value
                 edge_keys.append((edge_key, edge_name))
@@ -183,7 +192,7 @@ def connection_shape(
             page_info_keys = [
                 (info_key, info_nodes[0].name.value)
                 for info_key, info_nodes in collect_fields(
-                    _merged(children), fragments, "PageInfo"
+                    merged(children), fragments, "PageInfo"
                 ).items()
             ]
         elif name not in ("totalCount", "__typename"):
@@ -197,7 +206,7 @@ def event_shape(
     entries: list[str] = []
     namespace: dict[str, Any] = {"Fragment": orjson.Fragment, "OUTCOME_NAMES": _OUTCOME_NAMES}
     wants_parents = False
-    for key, children in collect_fields(_merged(nodes), fragments, "AuditEvent").items():
+    for key, children in collect_fields(merged(nodes), fragments, "AuditEvent").items():
         name = children[0].name.value
         if name == "parentEvent":
             if depth > 0:

@@ -15,7 +15,7 @@ from datastorage.resolvers import workflow_search
 from datastorage.resolvers.context import Context
 from datastorage.resolvers.workflow_search import SearchMatch
 from datastorage.schema.audit import graphql_names, to_validation_failed, unavailable
-from datastorage.schema.audit_types import ValidationFailed
+from datastorage.schema.audit_types import ValidationFailed, snake_case
 from datastorage.schema.workflow_types import (
     DetectedLabelsInput,
     Priority,
@@ -40,6 +40,20 @@ class WorkflowSearchFiltersInput:
     status: list[WorkflowStatus] | None = strawberry.field(
         default=None, description="Statuses searched (default: ACTIVE only)."
     )
+
+    @classmethod
+    def from_coerced(cls, value: dict[str, Any]) -> WorkflowSearchFiltersInput:
+        """Build from graphql-core's coerced input (GraphQL names, enum values as strings)."""
+        fields = {snake_case(name): item for name, item in value.items()}
+        fields["severity"] = Severity(fields["severity"])
+        fields["priority"] = Priority(fields["priority"])
+        if fields.get("detected_labels") is not None:
+            fields["detected_labels"] = DetectedLabelsInput(
+                **{snake_case(name): item for name, item in fields["detected_labels"].items()}
+            )
+        if fields.get("status") is not None:
+            fields["status"] = [WorkflowStatus(status) for status in fields["status"]]
+        return cls(**fields)
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -67,6 +81,13 @@ class WorkflowSearchInput:
     remediation_id: str | None = strawberry.field(
         default=None, description="Correlation id of the search's self-audit event."
     )
+
+    @classmethod
+    def from_coerced(cls, value: dict[str, Any]) -> WorkflowSearchInput:
+        """Build from graphql-core's coerced input, as Strawberry builds it for the resolver."""
+        fields = {snake_case(name): item for name, item in value.items()}
+        fields["filters"] = WorkflowSearchFiltersInput.from_coerced(fields["filters"])
+        return cls(**fields)
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"filters": self.filters.to_body()}
