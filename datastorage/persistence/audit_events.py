@@ -165,6 +165,9 @@ async def _store_once(
 ) -> tuple[list[StoredEvent], dict[str, tuple[int, str]]]:
     """One attempt of the locking path; also returns the heads as committed."""
     async with connection.transaction():
+        # Plan the head statements for these names: a generic plan cached while the head table
+        # was small seq-scans it on every later flush of this pooled connection (as in 0006).
+        await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         correlations = sorted({event.correlation_id for event in events})
         heads, found = await _lock_chain_heads(connection, correlations)
         existing = await _existing(

@@ -1,8 +1,9 @@
-"""audit_append plans each call for its arrays (migration 0006), never once for all calls.
+"""Flushes plan their chain-head statements for each call's arrays, never once for all calls.
 
-PL/pgSQL caches a generic plan per connection after a few calls. Planned while audit_chain_heads
-was small, that plan seq-scans it; a pooled connection keeps it while the table grows, and every
-flush then reads the whole table.
+PL/pgSQL and prepared statements cache a generic plan per connection after a few calls. Planned
+while audit_chain_heads was small, that plan seq-scans it; a pooled connection keeps it while
+the table grows, and every flush then reads the whole table. Both write paths are covered: the
+one-statement append (audit_append, migration 0006) and the locking path of large flushes.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ async def heads_read(reader: asyncpg.Connection, writer: asyncpg.Connection) -> 
     return row["seq_tup_read"], row["idx_scan"]
 
 
+@pytest.mark.parametrize("path", ["append", "locking"])
 async def test_flushes_after_the_heads_table_grew_probe_its_index(
-    db: asyncpg.Connection, writer: asyncpg.Connection
+    db: asyncpg.Connection, writer: asyncpg.Connection, path: str
 ) -> None:
     hasher = ChainHasher()
-    cache = ChainHeadCache()
+    # Without a cache of chain heads every flush takes the locking path (as above 256 events).
+    cache = ChainHeadCache() if path == "append" else None
     # While the table is small, enough flushes for a generic plan to be cached.
     early: list[str] = []
     for flush in range(EARLY_FLUSHES):
