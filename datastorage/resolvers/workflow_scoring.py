@@ -127,7 +127,14 @@ class RankedWorkflow:
     confidence: float
     label_boost: float
     label_penalty: float
-    breakdown: tuple[Contribution, ...]
+    # The contributions as found; worded only when asked for (REST and most GraphQL selections
+    # never show them, and the wording was a tenth of a search's time).
+    hits: tuple[_Hit, ...]
+
+    @property
+    def breakdown(self) -> tuple[Contribution, ...]:
+        """Each label's contribution, in table order, adding up to boost and penalty."""
+        return tuple(_describe(hit) for hit in self.hits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,20 +299,13 @@ def _final_units(boost: int, penalty: int) -> int:
     return min(_FULL, _BASE + boost - penalty)
 
 
-def _explain(plan: _Plan, workflow: WorkflowCandidate) -> WorkflowScore:
+def _explain(plan: _Plan, workflow: WorkflowCandidate) -> tuple[int, int, tuple[_Hit, ...]]:
+    """(boost, penalty, contributions in table order)."""
     hits: list[_Hit] = []
     boost, penalty = _units(plan, workflow, hits)
     # Flags and string labels are scored in separate loops; report them in table order.
     hits.sort(key=_hit_order)
-    final = _final_units(boost, penalty) / _FULL
-    return WorkflowScore(
-        workflow_id=workflow.workflow_id,
-        final_score=final,
-        confidence=final,
-        label_boost=boost / UNITS_PER_WEIGHT,
-        label_penalty=penalty / UNITS_PER_WEIGHT,
-        breakdown=tuple(_describe(hit) for hit in hits),
-    )
+    return boost, penalty, tuple(hits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +320,16 @@ def passes_hard_filters(query: SearchQuery, workflow: WorkflowCandidate) -> bool
 
 def score(query: SearchQuery, workflow: WorkflowCandidate) -> WorkflowScore:
     """The label score of one workflow, with its breakdown (hard filters are not applied)."""
-    return _explain(_compile(query), workflow)
+    boost, penalty, hits = _explain(_compile(query), workflow)
+    final = _final_units(boost, penalty) / _FULL
+    return WorkflowScore(
+        workflow_id=workflow.workflow_id,
+        final_score=final,
+        confidence=final,
+        label_boost=boost / UNITS_PER_WEIGHT,
+        label_penalty=penalty / UNITS_PER_WEIGHT,
+        breakdown=tuple(_describe(hit) for hit in hits),
+    )
 
 
 def clamp_top_k(top_k: int) -> int:
@@ -350,21 +359,21 @@ def rank_with_total(
             keys.append((-final, -workflow.created_us, workflow.workflow_id.int, len(admitted)))
             admitted.append(workflow)
     best = heapq.nsmallest(clamp_top_k(query.top_k), keys)
-    ranked = [
-        _ranked(position, _explain(plan, admitted[key[3]])) for position, key in enumerate(best, 1)
-    ]
+    ranked = [_ranked(position, plan, admitted[key[3]]) for position, key in enumerate(best, 1)]
     return ranked, len(keys)
 
 
-def _ranked(position: int, scored: WorkflowScore) -> RankedWorkflow:
+def _ranked(position: int, plan: _Plan, workflow: WorkflowCandidate) -> RankedWorkflow:
+    boost, penalty, hits = _explain(plan, workflow)
+    final = _final_units(boost, penalty) / _FULL
     return RankedWorkflow(
-        workflow_id=scored.workflow_id,
+        workflow_id=workflow.workflow_id,
         rank=position,
-        final_score=scored.final_score,
-        confidence=scored.confidence,
-        label_boost=scored.label_boost,
-        label_penalty=scored.label_penalty,
-        breakdown=scored.breakdown,
+        final_score=final,
+        confidence=final,
+        label_boost=boost / UNITS_PER_WEIGHT,
+        label_penalty=penalty / UNITS_PER_WEIGHT,
+        hits=hits,
     )
 
 
