@@ -26,6 +26,7 @@ from datastorage.rest_compat import health as rest_health
 from datastorage.rest_compat import notifications as rest_notifications
 from datastorage.rest_compat import openapi as rest_openapi
 from datastorage.rest_compat import workflows as rest_workflows
+from datastorage.rest_compat.direct import asgi_route
 from datastorage.rest_compat.problems import problem
 from datastorage.schema import build_schema
 from datastorage.schema.allowlist import AllowListError, load_allowlist
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> Starlette
     ]
     app = DataStorageApp(
         metrics,
+        graphql,
         routes=routes,
         lifespan=_lifespan(settings, metrics, rules, handle_signals=handle_signals),
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _internal_error},
@@ -98,13 +100,14 @@ class DataStorageApp(Starlette):
     """Starlette with the observability middleware outermost, serving the direct routes.
 
     Starlette always puts its own error middleware first; the hot routes (audit writes, workflow
-    search) are answered before it (they catch their own errors), so they pay for none of the
-    framework's layers.
+    search, GraphQL POSTs) are answered before it (they catch their own errors), so they pay for
+    none of the framework's layers.
     """
 
-    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, metrics: Metrics, graphql: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
+        self.graphql = graphql
 
     def build_middleware_stack(self) -> ASGIApp:
         return ObservabilityMiddleware(
@@ -114,6 +117,7 @@ class DataStorageApp(Starlette):
             direct={
                 **rest_audit.direct_routes(self.state),
                 **rest_workflows.direct_routes(self.state),
+                ("POST", "/graphql"): ("/graphql", asgi_route(self.state, self.graphql)),
             },
         )
 

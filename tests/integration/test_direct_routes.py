@@ -485,3 +485,43 @@ async def test_client_gone_behind_a_root_path_is_also_a_silent_499(
     )
     await assert_nothing_written(db)
     assert metric(await metrics_text(own_app), series) == before + 1
+
+
+# --- GraphQL POSTs ----------------------------------------------------------------------------
+
+
+async def test_graphql_posts_are_answered_directly_with_a_request_id(app: Starlette) -> None:
+    series = requests_counted("/graphql", 200)
+    before = metric(await metrics_text(app), series)
+    query = orjson.dumps({"query": "{ auditEvents(first: 1) { totalCount } }"})
+    exchange = await call(
+        app, split(query, 10), path="/graphql", headers=[JSON, (b"x-request-id", b"gql-1")]
+    )
+    assert exchange.status == 200
+    assert exchange.header("x-request-id") == "gql-1"
+    assert_framed(exchange)
+    assert orjson.loads(exchange.body)["data"]["auditEvents"]["totalCount"] >= 0
+    assert metric(await metrics_text(app), series) == before + 1
+
+
+async def test_an_error_escaping_the_graphql_endpoint_is_a_500_problem(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret driver text")
+
+    monkeypatch.setattr(app.state.fast_path, "execute", broken)
+    query = orjson.dumps({"query": "{ auditEvents(first: 1) { totalCount } }"})
+    with caplog.at_level(logging.ERROR, logger="datastorage"):
+        exchange = await call(
+            app, [query], path="/graphql", headers=[JSON, (b"x-request-id", b"gql-500")]
+        )
+    assert_problem(exchange, 500, "internal-error", "/graphql")
+    assert exchange.header("x-request-id") == "gql-500"
+    assert_framed(exchange)
+    for leak in ("secret driver text", "Traceback", "RuntimeError"):
+        assert leak.encode() not in exchange.body
+    assert any(
+        record.exc_info and "secret driver text" in str(record.exc_info[1])
+        for record in caplog.records
+    )
