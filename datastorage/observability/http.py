@@ -2,8 +2,8 @@
 
 A single wrapper (rather than one per concern) because each middleware layer wraps `send` again,
 and on the ingest path those layers cost more than the work they do. It is the outermost layer
-and also dispatches the few routes served directly on ASGI (the audit writes), so those skip
-the whole framework stack and the `send` wrapper.
+and also dispatches the few routes served directly on ASGI (audit writes, workflow search,
+GraphQL POSTs), so those skip the whole framework stack and the `send` wrapper.
 """
 
 from __future__ import annotations
