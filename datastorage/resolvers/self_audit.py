@@ -28,6 +28,9 @@ SEARCH_CORRELATION = "workflow-catalog-search"  # when a search names no remedia
 
 # Events per writer ticket: a ticket shares one fate, so a refusal stays small.
 _TICKET_MAX = 500
+# Events waiting while the writer is slow (PostgreSQL stalled, the DLQ slow to answer). Beyond
+# this, a new event is counted as failed and logged instead of growing memory without bound.
+WAITING_MAX = 20_000
 
 
 class SelfAudit:
@@ -127,6 +130,13 @@ class SelfAudit:
             span_id=None,
             may_exist=False,
         )
+        if len(self._waiting) >= WAITING_MAX:
+            self._metrics.self_audit_events.labels("failed").inc()
+            log.warning(
+                "self-audit event %s was not written: %d events already wait for the writer",
+                event.event_type, len(self._waiting),
+            )  # fmt: skip
+            return
         self._waiting.append(event)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="self-audit")

@@ -15,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 from datastorage.app import create_app
+from datastorage.resolvers import self_audit as self_audit_module
 from datastorage.settings import Settings
 from tests.conftest import metric, running
 from tests.integration.test_openapi import check_answer
@@ -290,6 +291,39 @@ async def test_a_burst_of_searches_writes_one_audit_event_each(
     )
     assert sorted((row[0], row[1]) for row in rows) == sorted((r, 1) for r in remediations)
     assert metric((await client.get("/metrics")).text, WRITTEN_AUDITS) == before + 80
+
+
+async def test_self_audit_events_waiting_on_a_stalled_writer_are_bounded_and_counted(
+    app: Starlette, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kind = signal()
+    await create(client, kind)
+    self_audit = app.state.services.self_audit
+    await self_audit.drain(5)
+    writer = app.state.services.writer
+    stalled = asyncio.Event()
+    submit = writer.submit
+
+    async def stalled_submit(*args: Any, **kwargs: Any) -> Any:
+        await stalled.wait()  # PostgreSQL hangs: the writer does not answer
+        return await submit(*args, **kwargs)
+
+    monkeypatch.setattr(self_audit_module, "WAITING_MAX", 3)
+    monkeypatch.setattr(writer, "submit", stalled_submit)
+    text = (await client.get("/metrics")).text
+    failed_before, written_before = metric(text, FAILED_AUDITS), metric(text, WRITTEN_AUDITS)
+    try:
+        for _ in range(10):
+            await search(client, filters=filters(kind))  # every search is still answered
+        failed = metric((await client.get("/metrics")).text, FAILED_AUDITS) - failed_before
+    finally:
+        stalled.set()
+    # 3 wait, and the sender may already hold a ticket of up to 3 in the stalled writer: the
+    # rest were refused, counted and logged rather than kept without bound.
+    assert 4 <= failed <= 7
+    await self_audit.drain(5)
+    written = metric((await client.get("/metrics")).text, WRITTEN_AUDITS) - written_before
+    assert written + failed == 10
 
 
 async def test_a_failing_self_audit_never_fails_the_search(
