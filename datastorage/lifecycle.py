@@ -53,12 +53,13 @@ def event_rules(settings: Settings) -> EventRules:
 
 
 def delay_exit_signals(services: Services, delay_s: float) -> None:
-    """Put readiness first in the server's SIGTERM/SIGINT handling.
+    """Put readiness first in the server's SIGTERM handling.
 
     The server (uvicorn) stops accepting connections as soon as its handler runs; load
-    balancers still route to the pod until they see readiness fail. So the first signal only
+    balancers still route to the pod until they see readiness fail. So the first SIGTERM only
     turns readiness to 503 and hands over to the server's handler `delay_s` later; a second
-    signal hands over at once. Runs inside the server, after it installed its handlers.
+    signal hands over at once. SIGINT (Ctrl-C at a terminal; no load balancer to tell) stops
+    the server at once. Runs inside the server, after it installed its handlers.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -71,7 +72,8 @@ def delay_exit_signals(services: Services, delay_s: float) -> None:
         def handler(
             received: int, frame: FrameType | None, server_handler: Any = server_handler
         ) -> None:
-            if services.shutting_down:
+            if services.shutting_down or received == signal.SIGINT:
+                services.shutting_down = True
                 server_handler(received, frame)
                 return
             services.shutting_down = True

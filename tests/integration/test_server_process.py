@@ -23,13 +23,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _environment(database_url: str) -> dict[str, str]:
+def _environment(database_url: str, delay_s: str = "0") -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATASTORAGE_DATABASE_URL": database_url,
         "DATASTORAGE_REDIS_URL": REDIS_URL,
-        "DATASTORAGE_SHUTDOWN_DELAY_S": "0",
+        "DATASTORAGE_SHUTDOWN_DELAY_S": delay_s,
     }
+
+
+def _wait_ready(base: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            time.sleep(0.05)
+    return False
 
 
 def test_serve_becomes_ready_takes_writes_and_stops_on_sigterm(
@@ -46,15 +56,8 @@ def test_serve_becomes_ready_takes_writes_and_stops_on_sigterm(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        ready_after = None
-        deadline = started + 30
-        while time.monotonic() < deadline and ready_after is None:
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    ready_after = time.monotonic() - started
-            except httpx.TransportError:
-                time.sleep(0.05)
-        assert ready_after is not None, "the server never became ready"
+        assert _wait_ready(base, started + 30), "the server never became ready"
+        ready_after = time.monotonic() - started
         print(f"start-up to ready (process start, migrations already applied): {ready_after:.2f} s")
         created = httpx.post(f"{base}/api/v1/audit/events", json=event_body(), timeout=5)
         assert created.status_code == 201
@@ -90,3 +93,30 @@ def test_migrate_and_partitions_commands(database_url: str, app: object) -> None
     )
     assert ensure.returncode == 0, ensure.stderr
     assert "created 0 partition(s)" in ensure.stdout
+
+
+def test_ctrl_c_stops_at_once_without_the_load_balancer_delay(
+    database_url: str, app: object
+) -> None:
+    port = _free_port()
+    # A delay far longer than the wait below: SIGTERM would hold the server this long.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "datastorage.cli", "serve", "--port", str(port)],
+        env=_environment(database_url, delay_s="120"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert _wait_ready(base, time.monotonic() + 30), "the server never became ready"
+        assert httpx.post(f"{base}/api/v1/audit/events", json=event_body()).status_code == 201
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)  # well inside the 120 s delay
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode in (0, -signal.SIGINT)
+    assert "Application shutdown complete" in output
+    assert "stopping in" not in output  # no readiness-first delay was announced
