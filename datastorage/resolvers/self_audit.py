@@ -38,6 +38,7 @@ class SelfAudit:
         self._writer = writer
         self._metrics = metrics
         self._waiting: list[NewAuditEvent] = []
+        self._refused = 0  # in a row, while the waiting list is full
         self._sender: asyncio.Task[None] | None = None
 
     def workflow_changed(self, action: str, workflow: WorkflowRecord, actor: str | None) -> None:
@@ -132,11 +133,14 @@ class SelfAudit:
         )
         if len(self._waiting) >= WAITING_MAX:
             self._metrics.self_audit_events.labels("failed").inc()
-            log.warning(
-                "self-audit event %s was not written: %d events already wait for the writer",
-                event.event_type, len(self._waiting),
-            )  # fmt: skip
+            self._refused += 1
+            if self._refused % 1000 == 1:  # the first, then one line per thousand, not a flood
+                log.warning(
+                    "%d self-audit events not written (latest %s): %d already wait for the writer",
+                    self._refused, event.event_type, len(self._waiting),
+                )  # fmt: skip
             return
+        self._refused = 0
         self._waiting.append(event)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="self-audit")
